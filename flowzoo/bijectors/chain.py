@@ -1,0 +1,98 @@
+"""Composition and inversion of bijectors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+
+from flowzoo.bijectors.base import Bijector
+
+
+def _check_log_det_shape(total, log_det, index, bijector):
+    if total is not None and total.shape != log_det.shape:
+        raise ValueError(
+            f"Chain: bijector {index} ({type(bijector).__name__}) returned a log-det of "
+            f"shape {log_det.shape}, earlier ones {total.shape}.  Give every bijector in a "
+            f"chain the same event_ndims.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Chain(Bijector):
+    """Applies ``bijectors`` in order, first to last, in the forward direction.
+
+    (This is the order of a flow's steps, the reverse of ``distrax.Chain``.)
+    params: a tuple with one entry per bijector.  Log-dets are summed, so every
+    bijector must report the same batch shape (the same ``event_ndims``).
+    """
+
+    bijectors: tuple[Bijector, ...]
+
+    def __post_init__(self):
+        bijectors = tuple(self.bijectors)
+        if not bijectors:
+            raise ValueError("Chain needs at least one bijector.")
+        for i, b in enumerate(bijectors):
+            if not isinstance(b, Bijector):
+                raise TypeError(f"Chain: item {i} is a {type(b).__name__}, not a Bijector.")
+        object.__setattr__(self, "bijectors", bijectors)
+
+    def init(self, key, x, **context):
+        params = []
+        for b, k in zip(self.bijectors, jax.random.split(key, len(self.bijectors))):
+            p = b.init(k, x, **context)
+            x, _ = b.forward(p, x, **context)
+            params.append(p)
+        return tuple(params)
+
+    def init_inverse(self, key, y, **context):
+        keys = jax.random.split(key, len(self.bijectors))
+        params = [None] * len(self.bijectors)
+        for i in reversed(range(len(self.bijectors))):
+            b = self.bijectors[i]
+            params[i] = b.init_inverse(keys[i], y, **context)
+            y, _ = b.inverse(params[i], y, **context)
+        return tuple(params)
+
+    def _check_params(self, params):
+        if len(params) != len(self.bijectors):
+            raise ValueError(f"Chain of {len(self.bijectors)} bijectors got {len(params)} "
+                             f"parameter entries; use the output of Chain.init.")
+
+    def forward(self, params, x, **context):
+        self._check_params(params)
+        total = None
+        for i, (b, p) in enumerate(zip(self.bijectors, params)):
+            x, log_det = b.forward(p, x, **context)
+            _check_log_det_shape(total, log_det, i, b)
+            total = log_det if total is None else total + log_det
+        return x, total
+
+    def inverse(self, params, y, **context):
+        self._check_params(params)
+        total = None
+        for i in reversed(range(len(self.bijectors))):
+            b = self.bijectors[i]
+            y, log_det = b.inverse(params[i], y, **context)
+            _check_log_det_shape(total, log_det, i, b)
+            total = log_det if total is None else total + log_det
+        return y, total
+
+
+@dataclasses.dataclass(frozen=True)
+class Invert(Bijector):
+    """Swaps forward and inverse; params are the wrapped bijector's."""
+
+    bijector: Bijector
+
+    def init(self, key, x, **context):
+        return self.bijector.init_inverse(key, x, **context)
+
+    def init_inverse(self, key, y, **context):
+        return self.bijector.init(key, y, **context)
+
+    def forward(self, params, x, **context):
+        return self.bijector.inverse(params, x, **context)
+
+    def inverse(self, params, y, **context):
+        return self.bijector.forward(params, y, **context)
