@@ -50,8 +50,13 @@ class Bijector:
     """
 
     def init(self, key: Array, x: Array, **context) -> Params:
-        """Returns the parameter pytree for inputs shaped like ``x``."""
-        del key, x, context
+        """Returns the parameter pytree for inputs shaped like ``x``.
+
+        The default is for parameter-free bijectors: it returns ``()`` after a
+        shape-only dry run of ``forward``, so bad input fails here already.
+        """
+        del key
+        jax.eval_shape(lambda v: self.forward((), v, **context), x)
         return ()
 
     def init_inverse(self, key: Array, y: Array, **context) -> Params:

@@ -9,6 +9,7 @@ from flowzoo.distributions.discretized_logistic_mixture import DiscretizedLogist
 from flowzoo.distributions.logistic import Logistic
 from flowzoo.distributions.mixture_logistic import MixtureOfLogistics
 from flowzoo.distributions.normal import Normal, StandardNormal
+from flowzoo.distributions.transformed import TransformedDistribution
 
 __all__ = [
     "Bernoulli",
@@ -18,9 +19,5 @@ __all__ = [
     "MixtureOfLogistics",
     "Normal",
     "StandardNormal",
+    "TransformedDistribution",
 ]
-
-# ---------------------------------------------------------------------------
-# TransformedDistribution (flows) goes here: import it and add it to __all__.
-# (Reserved for the bijectors engineer.)
-# ---------------------------------------------------------------------------
