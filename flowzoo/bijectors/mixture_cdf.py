@@ -80,13 +80,15 @@ class LogisticMixtureCDF(Bijector):
     params: ``{'logits', 'means', 'log_scales'}`` of shape ``x.shape + (K,)`` (or
     broadcastable), and ``{'log_scale', 'shift'}`` (a, b) broadcastable to ``x``.
     Mixture log-scales are clamped at ``log_scale_min`` (Flow++: -7).
+    ``num_bisection_steps=None`` picks the count from the dtype: 24 for float32
+    (then Newton reaches float32 precision; see BUILD_NOTES.md), 50 for float64.
     """
 
     num_components: int = 32
     event_ndims: int = 0
     log_scale_min: float = -7.0
-    num_bisection_steps: int = 48
-    num_newton_steps: int = 3
+    num_bisection_steps: int | None = None
+    num_newton_steps: int = 4
 
     def init(self, key, x, **context):
         """A random mixture per event element (for standalone use; couplings
@@ -133,8 +135,10 @@ class LogisticMixtureCDF(Bijector):
         a, b = params["log_scale"], params["shift"]
         t = (y - b) * jnp.exp(-a)
         t, logits, means, log_scales = _broadcast_mixture(t, logits, means, log_scales)
-        x = _inverse_logit_cdf(t, logits, means, log_scales,
-                               self.num_bisection_steps, self.num_newton_steps)
+        steps = self.num_bisection_steps
+        if steps is None:
+            steps = 24 if jnp.finfo(t.dtype).bits <= 32 else 50
+        x = _inverse_logit_cdf(t, logits, means, log_scales, steps, self.num_newton_steps)
         _, log_slope = _logit_cdf_and_log_slope(x, logits, means, log_scales)
         log_det = jnp.broadcast_to(-(a + log_slope), x.shape)
         return x, _checks.sum_last(log_det, self.event_ndims)
@@ -159,8 +163,8 @@ class MixtureCDFInner:
 
     num_components: int = 32
     log_scale_min: float = -7.0
-    num_bisection_steps: int = 48
-    num_newton_steps: int = 3
+    num_bisection_steps: int | None = None
+    num_newton_steps: int = 4
 
     @property
     def num_params(self) -> int:

@@ -70,6 +70,13 @@ class Distribution:
                 f"{type(self).__name__}: event_ndims must be a non-negative int, "
                 f"got {ndims!r}."
             )
+        num_k = getattr(self, "num_components", None)  # mixtures only
+        bad_k = isinstance(num_k, bool) or not isinstance(num_k, int) or num_k < 1
+        if num_k is not None and bad_k:
+            raise ValueError(
+                f"{type(self).__name__}: num_components must be None or an int >= 1, "
+                f"got {num_k!r}."
+            )
 
     @property
     def event_ndims(self) -> int:  # overridden by a dataclass field

@@ -41,7 +41,10 @@ class Bernoulli(Distribution):
         x = x.astype(logits.dtype)
         log_p1 = jax.nn.log_sigmoid(logits)
         log_p0 = jax.nn.log_sigmoid(-logits)
-        return self._sum_event(x * log_p1 + (1 - x) * log_p0)
+        # Exact 0/1 values select a term (finite even for infinite logits); other
+        # values (soft labels) use the cross-entropy form.
+        soft = x * log_p1 + (1 - x) * log_p0
+        return self._sum_event(jnp.where(x == 1, log_p1, jnp.where(x == 0, log_p0, soft)))
 
     def _sample(self, params, key, sample_shape):
         (logits,) = self._unpack(params, ("logits",), "sample")

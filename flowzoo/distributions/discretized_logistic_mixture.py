@@ -60,8 +60,11 @@ class DiscretizedLogisticMixture(Distribution):
     num_components: int | None = None
 
     def __post_init__(self):
-        if isinstance(self.num_bins, bool) or not isinstance(self.num_bins, int) or self.num_bins < 2:
-            raise ValueError(f"DiscretizedLogisticMixture: num_bins must be an int >= 2, got {self.num_bins!r}.")
+        bins = self.num_bins
+        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
+            raise ValueError(
+                f"DiscretizedLogisticMixture: num_bins must be an int >= 2, got {bins!r}."
+            )
         if self.channel_coupled and self.event_ndims < 1:
             raise ValueError(
                 "DiscretizedLogisticMixture(channel_coupled=True) needs event_ndims >= 1 "
@@ -85,7 +88,9 @@ class DiscretizedLogisticMixture(Distribution):
             )
         x = jnp.asarray(x)
         self._check_levels(x, "init")
-        _checks.check_min_ndim(x, self.event_ndims, "DiscretizedLogisticMixture.init", "(*batch, *event)")
+        _checks.check_min_ndim(
+            x, self.event_ndims, "DiscretizedLogisticMixture.init", "(*batch, *event)"
+        )
         dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
         num_k = self.num_components
         event = x.shape[x.ndim - self.event_ndims:]
@@ -158,7 +163,9 @@ class DiscretizedLogisticMixture(Distribution):
         centred = self._centre(levels)
         if not self.channel_coupled:
             logits, means, log_scales = values
-            comp = self._component_log_mass(levels[..., None], centred[..., None], means, log_scales)
+            comp = self._component_log_mass(
+                levels[..., None], centred[..., None], means, log_scales
+            )
             elementwise = logsumexp(jax.nn.log_softmax(logits, axis=-1) + comp, axis=-1)
             return self._sum_event(elementwise)
 
@@ -167,9 +174,12 @@ class DiscretizedLogisticMixture(Distribution):
         c_red, c_green = centred[..., 0, None], centred[..., 1, None]
         mean_r = means[..., 0, :]
         mean_g = means[..., 1, :] + tanh_coeffs[..., 0, :] * c_red
-        mean_b = means[..., 2, :] + tanh_coeffs[..., 1, :] * c_red + tanh_coeffs[..., 2, :] * c_green
+        mean_b = (means[..., 2, :] + tanh_coeffs[..., 1, :] * c_red
+                  + tanh_coeffs[..., 2, :] * c_green)
         coupled_means = jnp.stack(jnp.broadcast_arrays(mean_r, mean_g, mean_b), axis=-2)
-        comp = self._component_log_mass(levels[..., None], centred[..., None], coupled_means, log_scales)
+        comp = self._component_log_mass(
+            levels[..., None], centred[..., None], coupled_means, log_scales
+        )
         per_pixel = logsumexp(jax.nn.log_softmax(logits, axis=-1) + comp.sum(axis=-2), axis=-1)
         pixel_ndims = self.event_ndims - 1
         _checks.check_min_ndim(

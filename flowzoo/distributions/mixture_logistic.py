@@ -15,12 +15,14 @@ _K = "number of mixture components K"
 
 
 def draw_components(key: Array, logits: Array, sample_shape, batch_shape) -> Array:
-    """Component indices k ~ Categorical(softmax(logits)), shape ``sample_shape + batch_shape``.
+    """Draws component indices k ~ Categorical(softmax(logits)).
 
-    ``logits`` broadcasts to ``batch_shape + (K,)``.
+    ``logits`` broadcasts to ``batch_shape + (K,)``; the result has shape
+    ``sample_shape + batch_shape``.
     """
     logits = jnp.broadcast_to(logits, tuple(batch_shape) + logits.shape[-1:])
-    return jax.random.categorical(key, logits, axis=-1, shape=tuple(sample_shape) + tuple(batch_shape))
+    shape = tuple(sample_shape) + tuple(batch_shape)
+    return jax.random.categorical(key, logits, axis=-1, shape=shape)
 
 
 def gather_components(param: Array, k: Array) -> Array:

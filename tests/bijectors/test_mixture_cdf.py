@@ -27,19 +27,22 @@ def _random_mixtures(key, k, min_log_scale, dtype=jnp.float32):
 def _x_where_cdf_is(params, cdf):
     """Per mixture, the x with F(x) = cdf, by float64 bisection (reference)."""
     p = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
-    target = np.log(cdf) - np.log1p(-cdf)
+    return np.asarray(_reference_bisection(p, np.log(cdf) - np.log1p(-cdf)))
 
-    def g(x):
-        lc, ls = _logistic.mixture_log_cdf_and_sf(
-            x, p["logits"], p["means"], jnp.maximum(p["log_scales"], -7.0))
-        return lc - ls
 
-    lo, hi = jnp.full((N,), -1e4), jnp.full((N,), 1e4)
-    for _ in range(200):
+@jax.jit
+def _reference_bisection(p, target):
+    def body(_, bracket):
+        lo, hi = bracket
         mid = 0.5 * (lo + hi)
-        below = g(mid) < target
-        lo, hi = jnp.where(below, mid, lo), jnp.where(below, hi, mid)
-    return np.asarray(0.5 * (lo + hi))
+        lc, ls = _logistic.mixture_log_cdf_and_sf(
+            mid, p["logits"], p["means"], jnp.maximum(p["log_scales"], -7.0))
+        below = lc - ls < target
+        return jnp.where(below, mid, lo), jnp.where(below, hi, mid)
+
+    n = p["shift"].shape
+    lo, hi = jax.lax.fori_loop(0, 200, body, (jnp.full(n, -1e4), jnp.full(n, 1e4)))
+    return 0.5 * (lo + hi)
 
 
 @pytest.mark.parametrize("k,min_log_scale", [(4, -3.0), (32, -7.0)])
@@ -59,26 +62,28 @@ def test_float32_round_trip_in_the_tails(k, min_log_scale, seed):
         np.testing.assert_allclose(inv_log_det, -log_det, atol=1e-3)
 
 
-def test_float32_inverse_is_backward_stable_everywhere():
-    """Over the whole range, inverse(y) maps back to y within float32 noise, and
-    the x error is bounded by the local conditioning (ulp(y) / slope)."""
+def test_float32_inverse_is_accurate_to_the_conditioning_everywhere():
+    """Over the whole range the errors are those float32 itself forces:
+    in y (backward error) a few ulps of y plus slope x ulps of x; in x a few
+    ulps of x plus ulps of y / slope (large only where the density ~ 0)."""
     k = 32
     bijector = fb.LogisticMixtureCDF(num_components=k)
-    params = _random_mixtures(jax.random.PRNGKey(7), k, -7.0)
-    lo = _x_where_cdf_is(params, 1e-6)
-    hi = _x_where_cdf_is(params, 1 - 1e-6)
-    u = np.asarray(jax.random.uniform(jax.random.PRNGKey(8), (16, N)))
+    eps = float(jnp.finfo(jnp.float32).eps)
     forward, inverse = jax.jit(bijector.forward), jax.jit(bijector.inverse)
-    for row in u:
-        x = jnp.asarray(lo + (hi - lo) * row, jnp.float32)
-        y, log_det = forward(params, x)
-        x_back, _ = inverse(params, y)
-        y_back, _ = forward(params, x_back)
-        scale = 1.0 + jnp.abs(y)
-        assert float(jnp.max(jnp.abs(y_back - y) / scale)) < 2e-5
-        slope = jnp.exp(log_det)
-        bound = 1e-4 + 64 * jnp.finfo(jnp.float32).eps * scale / slope
-        assert bool(jnp.all(jnp.abs(x_back - x) <= bound))
+    for seed in (7, 8):
+        params = _random_mixtures(jax.random.PRNGKey(seed), k, -7.0)
+        lo = _x_where_cdf_is(params, 1e-6)
+        hi = _x_where_cdf_is(params, 1 - 1e-6)
+        u = np.asarray(jax.random.uniform(jax.random.PRNGKey(seed + 100), (8, N)))
+        for row in u:
+            x = jnp.asarray(lo + (hi - lo) * row, jnp.float32)
+            y, log_det = forward(params, x)
+            x_back, _ = inverse(params, y)
+            y_back, _ = forward(params, x_back)
+            slope = jnp.exp(log_det)
+            ulp_x, ulp_y = eps * (1 + jnp.abs(x)), eps * (1 + jnp.abs(y))
+            assert bool(jnp.all(jnp.abs(y_back - y) <= 64 * ulp_y + 8 * slope * ulp_x))
+            assert bool(jnp.all(jnp.abs(x_back - x) <= 8 * ulp_x + 64 * ulp_y / slope))
 
 
 def test_inverse_gradient_is_implicit_function_derivative():
@@ -88,8 +93,7 @@ def test_inverse_gradient_is_implicit_function_derivative():
     bijector = fb.LogisticMixtureCDF(num_components=k)
     params = jax.tree.map(lambda a: a[:8].astype(jnp.float64),
                           _random_mixtures(jax.random.PRNGKey(3), k, -2.0))
-    x = jnp.asarray(_x_where_cdf_is(jax.tree.map(lambda a: jnp.concatenate([a] * (N // 8)), params),
-                                    0.3)[:8])
+    x = jnp.asarray(_x_where_cdf_is(params, 0.3))
     y, log_det = bijector.forward(params, x)
     dx_dy = jax.vmap(jax.grad(lambda p, v: bijector.inverse(p, v)[0], argnums=1), in_axes=(
         {key: 0 for key in params}, 0))(params, y)
