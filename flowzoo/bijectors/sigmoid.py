@@ -22,6 +22,12 @@ def _logit_and_log_det(y):
     return log_y - log_1my, -log_y - log_1my
 
 
+def _elementwise(fn, x, event_ndims, what):
+    _checks.check_float(x, what)
+    y, log_det = fn(x)
+    return y, _checks.sum_last(log_det, event_ndims)
+
+
 @dataclasses.dataclass(frozen=True)
 class Sigmoid(Bijector):
     """y = 1 / (1 + exp(-x)), mapping R to (0, 1). Parameter-free."""
@@ -29,14 +35,10 @@ class Sigmoid(Bijector):
     event_ndims: int = 0
 
     def forward(self, params, x, **context):
-        _checks.check_float(x, "Sigmoid")
-        y, log_det = _sigmoid_and_log_det(x)
-        return y, _checks.sum_last(log_det, self.event_ndims)
+        return _elementwise(_sigmoid_and_log_det, x, self.event_ndims, "Sigmoid")
 
     def inverse(self, params, y, **context):
-        _checks.check_float(y, "Sigmoid")
-        x, log_det = _logit_and_log_det(y)
-        return x, _checks.sum_last(log_det, self.event_ndims)
+        return _elementwise(_logit_and_log_det, y, self.event_ndims, "Sigmoid inverse")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,11 +48,7 @@ class Logit(Bijector):
     event_ndims: int = 0
 
     def forward(self, params, x, **context):
-        _checks.check_float(x, "Logit")
-        y, log_det = _logit_and_log_det(x)
-        return y, _checks.sum_last(log_det, self.event_ndims)
+        return _elementwise(_logit_and_log_det, x, self.event_ndims, "Logit")
 
     def inverse(self, params, y, **context):
-        _checks.check_float(y, "Logit")
-        x, log_det = _sigmoid_and_log_det(y)
-        return x, _checks.sum_last(log_det, self.event_ndims)
+        return _elementwise(_sigmoid_and_log_det, y, self.event_ndims, "Logit inverse")

@@ -1,0 +1,69 @@
+"""Launch an experiment: train, eval, sample or describe.
+
+    python experiments/main.py --config experiments/configs/digits_flow.py \\
+        --workdir workdirs/digits_flow [--mode train] [--config.train.num_steps=500]
+
+``--config`` takes an optional argument (``configs/X.py:smoke``) and
+``--config.a.b=value`` overrides; an unknown key fails at once naming the
+nearest valid one.  Multi-host (TPU pods, SLURM, several local processes):
+``--multihost`` (or FLOWZOO_MULTIHOST=1) calls ``jax.distributed.initialize``,
+with ``--coordinator_address/--num_processes/--process_id`` when the cluster
+does not provide them.
+"""
+
+import json
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (path[:arg]).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and images go.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "describe"], "What to do.")
+_MULTIHOST = flags.DEFINE_bool("multihost", os.environ.get("FLOWZOO_MULTIHOST") == "1",
+                               "Call jax.distributed.initialize (also FLOWZOO_MULTIHOST=1).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # keep Orbax's INFO chatter out of the console
+    import jax
+    if _MULTIHOST.value:
+        kwargs = {k: v for k, v in dict(coordinator_address=_COORDINATOR.value,
+                                        num_processes=_NUM_PROCESSES.value,
+                                        process_id=_PROCESS_ID.value).items() if v is not None}
+        jax.distributed.initialize(**kwargs)
+        print(f"process {jax.process_index()} of {jax.process_count()}, "
+              f"{jax.local_device_count()} local / {jax.device_count()} global devices", flush=True)
+    from flowzoo import training
+    config = _CONFIG.value
+    if _MODE.value == "describe":
+        print(json.dumps(training.describe(config), indent=1))
+        return
+    if not _WORKDIR.value:
+        raise app.UsageError("--workdir is required for train, eval and sample.")
+    if _MODE.value == "train":
+        summary = training.train_and_evaluate(config, _WORKDIR.value)
+        if summary["preempted"]:
+            sys.exit(143)  # saved and stopped on SIGTERM/preemption: let the scheduler restart
+        if jax.process_index() == 0:
+            print(f"Done: step {summary['step']}, test {summary['eval']['loss']:.4f} "
+                  f"(EMA params). Checkpoints: {summary['checkpoint_dir']}; samples: "
+                  f"{summary['samples_png']}; learning curve: {summary['learning_curve_png']}; "
+                  f"metrics: {os.path.join(summary['workdir'], 'metrics.jsonl')}")
+    elif _MODE.value == "eval":
+        print(json.dumps(training.evaluate(config, _WORKDIR.value), indent=1))
+    else:
+        print(f"Samples: {training.sample(config, _WORKDIR.value)}")
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("config")
+    app.run(main)

@@ -1,0 +1,36 @@
+"""The model contract: what a model gives the trainer.
+
+A model is a :class:`Model` of pure functions.  Batches are dicts of arrays:
+``image`` (B, H, W, C) uint8 levels and ``index`` (B,) int global example ids.
+
+    init(key, batch)              -> params          (data-dependent init from a batch)
+    loss(params, batch, key)      -> (loss, metrics) (scalar mean training loss, scalar metrics)
+    evaluate(params, batch, key)  -> metrics         (dict of per-example (B,) values)
+    sample(params, key, n)        -> images          ((n, H, W, C) uint8 levels)
+
+``key`` is the step's key, identical on every device and process.  Per-example
+randomness (dequantization noise, posterior samples) should come from
+:func:`example_keys`, which folds in each example's global index: then the
+result does not depend on how the batch is split over devices or hosts, and
+jit, sharded-jit, pmap and multi-process runs agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+
+
+class Model(NamedTuple):
+    init: Callable[..., Any]
+    loss: Callable[..., Any]
+    evaluate: Callable[..., Any]
+    sample: Callable[..., Any]
+    loss_unit: str = "bits/dim"  # what ``loss`` and the headline eval metric measure
+    eval_metric: str = "bits_per_dim"  # the headline key in ``evaluate``'s output
+
+
+def example_keys(key, index):
+    """One key per example: fold the global example index into the step key."""
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(index)

@@ -1,0 +1,112 @@
+"""Three ways to run the same pure steps: ``jit``, ``sharded`` (default), ``pmap``.
+
+* ``jit``: one device, plain ``jax.jit``.
+* ``sharded``: ``jit`` with explicit shardings over a 1-D ``data`` mesh of all
+  (global) devices: batch split on its leading axis, state replicated.  With
+  several processes each one passes its local slice of the global batch.
+* ``pmap``: the state replicated on the local devices, the local batch split
+  over them, gradients averaged with ``pmean`` (across hosts too).
+
+All three see the same global batch and the same per-example keys, so they
+compute the same update up to float reassociation.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from flowzoo.training import steps
+
+MODES = ("jit", "sharded", "pmap")
+
+
+class Parallel:
+    """Places state and batches and runs the compiled train / eval steps."""
+
+    def __init__(self, mode, model, tx, ema_decay, global_batch_size):
+        if mode not in MODES:
+            raise ValueError(f"config.parallel must be one of {MODES}, got {mode!r}.")
+        if mode == "jit" and jax.process_count() > 1:
+            raise ValueError("config.parallel='jit' runs on one device; with several processes "
+                             "use 'sharded' or 'pmap'.")
+        n = {"jit": 1, "sharded": jax.device_count(), "pmap": jax.device_count()}[mode]
+        if global_batch_size % n:
+            raise ValueError(f"the global batch size {global_batch_size} must be divisible by the "
+                             f"{n} devices of parallel={mode!r}; change config.train.batch_size.")
+        self.mode = mode
+        train = functools.partial(steps.train_step, model=model, tx=tx, ema_decay=ema_decay)
+        evaluate = functools.partial(steps.eval_step, model=model)
+        if mode == "jit":
+            self._train = jax.jit(train, donate_argnums=0)
+            self._eval = jax.jit(evaluate)
+        elif mode == "sharded":
+            mesh = Mesh(np.asarray(jax.devices()), ("data",))
+            self._replicated = NamedSharding(mesh, PartitionSpec())
+            self._data = NamedSharding(mesh, PartitionSpec("data"))
+            self._train = jax.jit(train, in_shardings=(self._replicated, self._data),
+                                  out_shardings=(self._replicated, self._replicated),
+                                  donate_argnums=0)
+            self._eval = jax.jit(evaluate, in_shardings=(self._replicated, self._data, None),
+                                 out_shardings=self._replicated)
+        else:
+            self._train = jax.pmap(functools.partial(train, axis_name="batch"),
+                                   axis_name="batch", donate_argnums=0)
+            self._eval = jax.pmap(functools.partial(evaluate, axis_name="batch"),
+                                  axis_name="batch", in_axes=(0, 0, None))
+
+    # -- placement ------------------------------------------------------------
+    def put_state(self, state):
+        """Host / single-device state -> the layout this mode computes with."""
+        if self.mode == "sharded":
+            return jax.device_put(state, self._replicated)
+        if self.mode == "pmap":  # one copy per local device, stacked on axis 0
+            n = jax.local_device_count()
+            local = NamedSharding(Mesh(np.asarray(jax.local_devices()), ("batch",)),
+                                  PartitionSpec("batch"))
+            return jax.tree.map(
+                lambda x: jax.device_put(jnp.broadcast_to(x, (n,) + jnp.shape(x)), local), state)
+        return jax.device_put(state, jax.devices()[0])
+
+    def get_state(self, state):
+        """The state as one copy (what checkpoints and sampling use)."""
+        if self.mode == "pmap":
+            return jax.tree.map(lambda x: x[0], state)
+        return state
+
+    def put_batch(self, batch):
+        """This process's slice of the global batch (numpy) -> device arrays."""
+        batch = {k: (v.astype(np.int32) if v.dtype == np.int64 else v) for k, v in batch.items()}
+        if self.mode == "sharded":
+            return {k: jax.make_array_from_process_local_data(self._data, v)
+                    for k, v in batch.items()}
+        if self.mode == "pmap":
+            n = jax.local_device_count()
+            return {k: v.reshape((n, v.shape[0] // n) + v.shape[1:]) for k, v in batch.items()}
+        return jax.device_put(batch, jax.devices()[0])
+
+    # -- compute --------------------------------------------------------------
+    def train(self, state, batch):
+        state, metrics = self._train(state, batch)
+        if self.mode == "pmap":
+            metrics = jax.tree.map(lambda x: x[0], metrics)
+        return state, metrics
+
+    def eval_sums(self, state, batch, key):
+        """Masked metric sums over the global batch, evaluated with EMA params."""
+        if self.mode == "pmap":
+            return jax.tree.map(lambda x: x[0], self._eval(state.ema_params, batch, key))
+        return self._eval(state.ema_params, batch, key)
+
+    def scalar(self, x) -> float:
+        return float(np.asarray(jax.device_get(x)))
+
+
+def host_int(x) -> int:
+    """An int from a (possibly replicated) scalar array."""
+    x = jax.device_get(x)
+    return int(np.asarray(x).reshape(-1)[0])

@@ -1,0 +1,82 @@
+"""Train state and the pure train / eval steps the parallel wrappers compile."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+# Why a step was skipped: which metric was not finite.
+NONFINITE_METRICS = {1: "loss", 2: "gradient"}
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a resumed run needs, as one pytree (Orbax saves it whole)."""
+
+    step: jax.Array  # int32 scalar: steps taken, also the data position
+    params: Any
+    ema_params: Any  # Polyak average, used for evaluation and sampling
+    opt_state: Any
+    rng: jax.Array  # uint32 key data of the run key
+    nonfinite_streak: jax.Array  # int32: consecutive skipped steps
+    nonfinite_total: jax.Array  # int32: skipped steps in the whole run
+    nonfinite_metric: jax.Array  # int32: NONFINITE_METRICS code of the last skip
+
+
+def create_state(params, tx, rng_key) -> TrainState:
+    def zero():  # a new buffer each time: the train step donates every leaf
+        return jnp.zeros((), jnp.int32)
+
+    ema = jax.tree.map(jnp.copy, params)
+    return TrainState(step=zero(), params=params, ema_params=ema, opt_state=tx.init(params),
+                      rng=jax.random.key_data(rng_key), nonfinite_streak=zero(),
+                      nonfinite_total=zero(), nonfinite_metric=zero())
+
+
+def step_key(state: TrainState):
+    return jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+
+
+def train_step(state: TrainState, batch, *, model, tx, ema_decay, axis_name=None):
+    """One optimizer step; a non-finite loss or gradient leaves the state as it
+    was (only the step counter and the skip counters move)."""
+    key = step_key(state)
+    (loss, metrics), grads = jax.value_and_grad(model.loss, has_aux=True)(
+        state.params, batch, key)
+    if axis_name is not None:  # pmap: average over devices
+        loss, metrics, grads = jax.lax.pmean((loss, metrics, grads), axis_name)
+    grad_norm = optax.tree.norm(grads)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ema = optax.incremental_update(params, state.ema_params, 1.0 - ema_decay)
+    loss_ok, grad_ok = jnp.isfinite(loss), jnp.isfinite(grad_norm)
+    ok = loss_ok & grad_ok
+
+    def keep(new, old):
+        return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+
+    state = state.replace(
+        step=state.step + 1,
+        params=keep(params, state.params),
+        ema_params=keep(ema, state.ema_params),
+        opt_state=keep(opt_state, state.opt_state),
+        nonfinite_streak=jnp.where(ok, 0, state.nonfinite_streak + 1),
+        nonfinite_total=state.nonfinite_total + (~ok).astype(jnp.int32),
+        nonfinite_metric=jnp.where(ok, state.nonfinite_metric, jnp.where(loss_ok, 2, 1)),
+    )
+    return state, dict(metrics, loss=loss, grad_norm=grad_norm)
+
+
+def eval_step(params, batch, key, *, model, axis_name=None):
+    """Masked sums of the model's per-example metrics, plus the example count."""
+    per_example = model.evaluate(params, batch, key)
+    mask = batch["mask"].astype(jnp.float32)
+    sums = {k: jnp.sum(jnp.where(batch["mask"], v, 0.0)) for k, v in per_example.items()}
+    sums["count"] = jnp.sum(mask)
+    if axis_name is not None:
+        sums = jax.lax.psum(sums, axis_name)
+    return sums

@@ -1,0 +1,62 @@
+"""End-to-end runs through experiments/main.py and train_and_evaluate."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pathlib
+
+import jax.numpy as jnp
+import pytest
+
+from flowzoo import models, training
+from flowzoo.training import Model, trainer
+from tests.training.helpers import ROOT, run_main, smoke_config
+
+CONFIGS = sorted(p.stem for p in (ROOT / "experiments" / "configs").glob("*.py")
+                 if p.stem != "__init__")
+
+
+def test_smoke_run_writes_everything_and_reports_where(tmp_path):
+    result = run_main(tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Done: step 20" in result.stdout and str(tmp_path) in result.stdout
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert 0 < summary["eval"]["bits_per_dim"] < 10
+    assert (tmp_path / "checkpoints" / "20").is_dir()
+    rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert {"train", "eval"} <= {r["split"] for r in rows}
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert (tmp_path / "learning_curve.png").stat().st_size > 1000
+    assert list(tmp_path.glob("samples_step*.png"))
+    for mode, expect in (("eval", '"bits_per_dim"'), ("sample", "Samples: ")):
+        out = run_main(tmp_path, f"--mode={mode}")
+        assert out.returncode == 0 and expect in out.stdout, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("arg", [None, "smoke"])
+def test_describe_works_for_every_config(name, arg):
+    config = importlib.import_module(f"experiments.configs.{name}").get_config(arg)
+    info = training.describe(config)
+    assert info["num_params"] > 0 and info["shapes"]
+
+
+def test_mistyped_override_fails_at_once_with_the_nearest_key(tmp_path):
+    result = run_main(tmp_path, "--config.optim.learnig_rate=0.1", "--mode=describe")
+    assert result.returncode != 0
+    assert "learning_rate" in result.stderr
+
+
+def test_repeated_non_finite_steps_stop_the_run_naming_step_and_metric(tmp_path, monkeypatch):
+    real_build = models._BUILDERS["small_flow"]
+
+    def poisoned(cfg, shape, levels):
+        model = real_build(cfg, shape, levels)
+        return model._replace(loss=lambda p, b, k: (jnp.float32(jnp.nan), {}))
+
+    monkeypatch.setitem(models._BUILDERS, "small_flow", poisoned)
+    config = smoke_config(**{"train.max_nonfinite_in_a_row": 3, "parallel": "jit"})
+    with pytest.raises(trainer.NonFiniteError, match=r"step 3: the loss was not finite for 3"):
+        training.train_and_evaluate(config, str(tmp_path))
+    assert not list((tmp_path / "checkpoints").glob("[0-9]*"))

@@ -1,0 +1,115 @@
+"""The pure train step: optimizer, EMA, non-finite guard; and the optimizer."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from flowzoo.training import Model, optim, steps
+from flowzoo.training import config as config_lib
+
+
+def _quadratic_model(poison_index=-1):
+    """loss = mean (w - x)^2 over the batch; NaN if ``poison_index`` is in it."""
+    def loss(params, batch, key):
+        x = batch["image"].astype(jnp.float32).mean(axis=(1, 2, 3))
+        per = (params["w"] - x) ** 2
+        per = jnp.where(batch["index"] == poison_index, jnp.nan, per)
+        return jnp.mean(per), {}
+    return Model(init=None, loss=loss, evaluate=None, sample=None)
+
+
+def _batch(index):
+    rng = np.random.default_rng(int(index[0]) + 7)
+    return {"image": rng.integers(0, 17, (len(index), 2, 2, 1)).astype(np.uint8),
+            "index": np.asarray(index, np.int32)}
+
+
+def _state(tx):
+    return steps.create_state({"w": jnp.float32(3.0)}, tx, jax.random.PRNGKey(0))
+
+
+def test_step_updates_params_ema_and_counter():
+    tx = optax.sgd(0.1)
+    state = _state(tx)
+    new, metrics = steps.train_step(state, _batch([0, 1]), model=_quadratic_model(), tx=tx,
+                                    ema_decay=0.9)
+    assert int(new.step) == 1
+    assert float(new.params["w"]) != 3.0
+    np.testing.assert_allclose(new.ema_params["w"], 0.9 * 3.0 + 0.1 * new.params["w"], rtol=1e-6)
+    assert np.isfinite(float(metrics["grad_norm"])) and float(metrics["grad_norm"]) > 0
+
+
+def test_non_finite_loss_never_reaches_params_or_optimizer_state():
+    tx = optax.adam(0.1)
+    model = _quadratic_model(poison_index=5)
+    state = _state(tx)
+    state, _ = steps.train_step(state, _batch([0, 1]), model=model, tx=tx, ema_decay=0.9)
+    before = state
+    state, metrics = steps.train_step(state, _batch([4, 5]), model=model, tx=tx, ema_decay=0.9)
+    assert not np.isfinite(float(metrics["loss"]))
+    assert int(state.step) == 2  # the data position still advances
+    jax.tree.map(np.testing.assert_array_equal, (state.params, state.ema_params, state.opt_state),
+                 (before.params, before.ema_params, before.opt_state))
+    assert int(state.nonfinite_streak) == 1 and int(state.nonfinite_total) == 1
+    assert steps.NONFINITE_METRICS[int(state.nonfinite_metric)] == "loss"
+    state, _ = steps.train_step(state, _batch([0, 1]), model=model, tx=tx, ema_decay=0.9)
+    assert int(state.nonfinite_streak) == 0 and int(state.nonfinite_total) == 1
+
+
+def test_non_finite_gradient_is_named():
+    def loss(params, batch, key):  # finite value, infinite gradient at w = 0
+        return jnp.sqrt(jnp.abs(params["w"])) * 0.0, {}
+    tx = optax.sgd(0.1)
+    state = steps.create_state({"w": jnp.float32(0.0)}, tx, jax.random.PRNGKey(0))
+    state, _ = steps.train_step(state, _batch([0]), model=Model(None, loss, None, None), tx=tx,
+                                ema_decay=0.9)
+    assert steps.NONFINITE_METRICS[int(state.nonfinite_metric)] == "gradient"
+
+
+def _optim_cfg(**kw):
+    base = config_lib.base_config().optim
+    base.update(kw)
+    return base
+
+
+def test_warmup_is_linear_then_constant_and_clipping_applies():
+    tx = optim.make_optimizer(_optim_cfg(name="adam", learning_rate=1e-2, warmup_steps=10,
+                                         grad_clip=1.0))
+    params = {"w": jnp.zeros(3)}
+    state = tx.init(params)
+    sizes = []
+    for _ in range(12):
+        updates, state = tx.update({"w": jnp.full(3, 1e6)}, state, params)
+        sizes.append(float(jnp.abs(updates["w"][0])))
+    # Adam's normalised step is ~lr: 0 at step 0, rising linearly, then flat.
+    np.testing.assert_allclose(sizes[0], 0.0, atol=1e-9)
+    np.testing.assert_allclose(sizes[5], 5e-3, rtol=1e-3)
+    np.testing.assert_allclose(sizes[10:], 1e-2, rtol=1e-3)
+
+
+def test_adamax_and_bad_name():
+    tx = optim.make_optimizer(_optim_cfg(name="adamax", warmup_steps=0))
+    assert tx.update({"w": jnp.ones(2)}, tx.init({"w": jnp.zeros(2)}))[0]["w"].shape == (2,)
+    with pytest.raises(ValueError, match="adam"):
+        optim.make_optimizer(_optim_cfg(name="sgd"))
+
+
+def test_unknown_config_key_names_the_nearest():
+    c = config_lib.base_config()
+    c.train.lerning_rate = 1.0
+    with pytest.raises(KeyError, match="Did you mean 'train.log_every'|Valid keys"):
+        config_lib.validate(c)
+    c = config_lib.base_config()
+    c.optim.learnig_rate = 1.0
+    with pytest.raises(KeyError, match="Did you mean 'optim.learning_rate'"):
+        config_lib.validate(c)
+    locked = config_lib.base_config()
+    locked.lock()
+    with pytest.raises(AttributeError, match='Did you mean "batch_size"'):
+        locked.train.bach_size = 3
+    assert isinstance(locked, ml_collections.ConfigDict)
