@@ -50,6 +50,7 @@ class _Run:
     tx: object
     parallel: Parallel
     is_primary: bool
+    num_levels: int  # of the data the model sees (2 once binarized)
 
 
 def _data_kwargs(cfg):
@@ -71,7 +72,7 @@ def _setup(config, workdir) -> _Run:
     parallel = Parallel(config.parallel, model, tx, config.optim.ema_decay,
                         config.train.batch_size)
     return _Run(config, workdir, train_data, eval_data, batches, model, tx, parallel,
-                jax.process_index() == 0)
+                jax.process_index() == 0, num_levels)
 
 
 def _init_batch(run: _Run):
@@ -133,8 +134,7 @@ def _write_samples(run: _Run, state, step: int, name: str = "samples") -> str | 
     if not run.is_primary:
         return None
     path = os.path.join(run.workdir, f"{name}_step{step:07d}.png")
-    num_levels = 2 if run.config.data.binarization != "none" else run.train_data.num_levels
-    return metrics_lib.save_image_grid(jax.device_get(images), num_levels, path)
+    return metrics_lib.save_image_grid(jax.device_get(images), run.num_levels, path)
 
 
 @contextlib.contextmanager
@@ -262,13 +262,15 @@ def describe(config) -> dict:
     config_lib.validate(config)
     info = data.DATASETS[config.data.name]
     shape = tuple(info.shape)
-    num_levels = 2 if config.data.binarization != "none" else info.num_levels
-    if config.data.num_bits:
+    num_levels = info.num_levels
+    if config.data.num_bits:  # bit reduction first, then binarization (as the pipeline does)
         num_levels = 2 ** config.data.num_bits
+    if config.data.binarization != "none":
+        num_levels = 2
     model = models.build(config.model, shape, num_levels)
     n = config.train.init_batch_size
     batch = {"image": jax.ShapeDtypeStruct((n,) + shape, jnp.uint8),
-             "index": jax.ShapeDtypeStruct((n,), jnp.int32)}
+             "index": jax.ShapeDtypeStruct((n,), jnp.int32)}  # put_batch casts to int32
     shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), batch)
     flat = jax.tree_util.tree_flatten_with_path(shapes)[0]
     return {"model": config.model.name, "dataset": config.data.name,
