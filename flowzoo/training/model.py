@@ -7,6 +7,7 @@ A model is a :class:`Model` of pure functions.  Batches are dicts of arrays:
     loss(params, batch, key)      -> (loss, metrics) (scalar mean training loss, scalar metrics)
     evaluate(params, batch, key)  -> metrics         (dict of per-example (B,) values)
     sample(params, key, n)        -> images          ((n, H, W, C) uint8 levels)
+    reconstruct(params, batch, key) -> images        (optional, autoencoders: (B, H, W, C))
 
 ``key`` is the step's key, identical on every device and process.  Per-example
 randomness (dequantization noise, posterior samples) should come from
@@ -29,6 +30,7 @@ class Model(NamedTuple):
     sample: Callable[..., Any]
     loss_unit: str = "bits/dim"  # what ``loss`` and the headline eval metric measure
     eval_metric: str = "bits_per_dim"  # the headline key in ``evaluate``'s output
+    reconstruct: Callable[..., Any] | None = None  # set by autoencoders: a PNG at each eval
 
 
 def example_keys(key, index):

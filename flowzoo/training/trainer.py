@@ -137,6 +137,25 @@ def _write_samples(run: _Run, state, step: int, name: str = "samples") -> str | 
     return metrics_lib.save_image_grid(jax.device_get(images), run.num_levels, path)
 
 
+def _write_reconstructions(run: _Run, state, step: int) -> str | None:
+    """Autoencoders: eval images (top rows) above their reconstructions."""
+    n = min(run.config.eval.num_samples, len(run.eval_data.images))
+    batch = {"image": np.asarray(run.eval_data.images[:n]),
+             "index": np.arange(n, dtype=np.int32)}
+    if run.config.data.binarization != "none":
+        batch["image"] = data.Batches(run.eval_data, n, seed=run.config.seed, shuffle=False,
+                                      binarization=run.config.data.binarization).batch(0)["image"]
+    params = run.parallel.get_state(state).ema_params
+    key = jax.random.fold_in(jax.random.PRNGKey(run.config.seed), step + 1)
+    recon = jax.jit(run.model.reconstruct)(params, batch, key)
+    if not run.is_primary:
+        return None
+    both = np.concatenate([batch["image"], np.asarray(jax.device_get(recon))])
+    path = os.path.join(run.workdir, f"reconstructions_step{step:07d}.png")
+    columns = int(math.ceil(math.sqrt(n)))
+    return metrics_lib.save_image_grid(both, run.num_levels, path, columns=columns)
+
+
 @contextlib.contextmanager
 def _sigterm_flag():
     """Yields a dict whose 'set' becomes True on SIGTERM (main thread only)."""
@@ -221,6 +240,7 @@ def _eval_and_write(run: _Run, state, step: int, writer) -> dict:
     results["loss"] = results[run.model.eval_metric]
     writer.write(step, "eval", results)
     samples = _write_samples(run, state, step)
+    recons = _write_reconstructions(run, state, step) if run.model.reconstruct else None
     curve = None
     if run.is_primary:
         curve = metrics_lib.save_learning_curve(
@@ -228,7 +248,8 @@ def _eval_and_write(run: _Run, state, step: int, writer) -> dict:
         _say(f"eval at step {step}: {run.model.eval_metric} {results['loss']:.4f} "
              f"{run.model.loss_unit} (EMA params, {int(results['num_examples'])} examples); "
              f"samples: {samples}")
-    return {"eval": results, "samples_png": samples, "learning_curve_png": curve}
+    return {"eval": results, "samples_png": samples, "reconstructions_png": recons,
+            "learning_curve_png": curve}
 
 
 def _load_for_inference(config, workdir):

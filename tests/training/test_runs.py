@@ -60,3 +60,17 @@ def test_repeated_non_finite_steps_stop_the_run_naming_step_and_metric(tmp_path,
     with pytest.raises(trainer.NonFiniteError, match=r"step 3: the loss was not finite for 3"):
         training.train_and_evaluate(config, str(tmp_path))
     assert not list((tmp_path / "checkpoints").glob("[0-9]*"))
+
+
+def test_autoencoder_reconstructions_are_written_at_each_eval(tmp_path, monkeypatch):
+    """A model with ``reconstruct`` gets a reconstruction grid next to its samples."""
+    real_build = models._BUILDERS["small_flow"]
+
+    def with_reconstruct(cfg, shape, levels):
+        model = real_build(cfg, shape, levels)
+        return model._replace(reconstruct=lambda p, b, k: (levels - 1) - b["image"])
+
+    monkeypatch.setitem(models._BUILDERS, "small_flow", with_reconstruct)
+    summary = training.train_and_evaluate(smoke_config(parallel="jit"), str(tmp_path))
+    assert summary["reconstructions_png"].endswith("reconstructions_step0000020.png")
+    assert len(list(tmp_path.glob("reconstructions_step*.png"))) == 2
