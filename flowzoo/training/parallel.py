@@ -28,16 +28,18 @@ MODES = ("jit", "sharded", "pmap")
 class Parallel:
     """Places state and batches and runs the compiled train / eval steps."""
 
-    def __init__(self, mode, model, tx, ema_decay, global_batch_size):
+    def __init__(self, mode, model, tx, ema_decay, global_batch_size, eval_batch_size=None):
         if mode not in MODES:
             raise ValueError(f"config.parallel must be one of {MODES}, got {mode!r}.")
         if mode == "jit" and jax.process_count() > 1:
             raise ValueError("config.parallel='jit' runs on one device; with several processes "
                              "use 'sharded' or 'pmap'.")
         n = {"jit": 1, "sharded": jax.device_count(), "pmap": jax.device_count()}[mode]
-        if global_batch_size % n:
-            raise ValueError(f"the global batch size {global_batch_size} must be divisible by the "
-                             f"{n} devices of parallel={mode!r}; change config.train.batch_size.")
+        for size, key in ((global_batch_size, "train.batch_size"),
+                          (eval_batch_size or n, "eval.batch_size")):
+            if size % n:
+                raise ValueError(f"config.{key}={size} must be divisible by the {n} devices of "
+                                 f"parallel={mode!r}; change config.{key}.")
         self.mode = mode
         train = functools.partial(steps.train_step, model=model, tx=tx, ema_decay=ema_decay)
         evaluate = functools.partial(steps.eval_step, model=model)

@@ -70,7 +70,7 @@ def _setup(config, workdir) -> _Run:
     model = models.build(config.model, train_data.images.shape[1:], num_levels)
     tx = optim.make_optimizer(config.optim)
     parallel = Parallel(config.parallel, model, tx, config.optim.ema_decay,
-                        config.train.batch_size)
+                        config.train.batch_size, config.eval.batch_size)
     return _Run(config, workdir, train_data, eval_data, batches, model, tx, parallel,
                 jax.process_index() == 0, num_levels)
 

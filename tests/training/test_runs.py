@@ -74,3 +74,10 @@ def test_autoencoder_reconstructions_are_written_at_each_eval(tmp_path, monkeypa
     summary = training.train_and_evaluate(smoke_config(parallel="jit"), str(tmp_path))
     assert summary["reconstructions_png"].endswith("reconstructions_step0000020.png")
     assert len(list(tmp_path.glob("reconstructions_step*.png"))) == 2
+
+
+def test_batch_sizes_that_do_not_split_over_devices_are_rejected(tmp_path):
+    with pytest.raises(ValueError, match=r"config.eval.batch_size=100 must be divisible by the 8"):
+        training.train_and_evaluate(smoke_config(**{"eval.batch_size": 100}), str(tmp_path))
+    with pytest.raises(ValueError, match=r"config.train.batch_size=12 must be divisible by the 8"):
+        training.train_and_evaluate(smoke_config(**{"train.batch_size": 12}), str(tmp_path))
