@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import difflib
 
-from flowzoo.models import small_flow
+from flowzoo.models import flowpp, small_flow
 
 _BUILDERS = {"small_flow": small_flow.build}
+_BUILDERS["flowpp"] = flowpp.build
 
 
 def build(model_config, image_shape, num_levels):

@@ -1,0 +1,8 @@
+"""Flow++ ablation: affine couplings everywhere (108 filters, 32,045,708 parameters)."""
+
+from flowzoo.models.flowpp import presets
+
+
+def get_config(arg: str | None = None):
+    return presets.config("cifar10", arg, name="flowpp_cifar10_affine.py",
+                          model=dict(coupling="affine", filters=108, dequant_filters=108))

@@ -1,0 +1,8 @@
+"""Flow++ on MNIST (28x28x1, 256 levels): the CIFAR-10 architecture and training settings on
+another dataset.  ``flowpp_mnist.py:smoke`` is a tiny, seconds-long run used by the tests."""
+
+from flowzoo.models.flowpp import presets
+
+
+def get_config(arg: str | None = None):
+    return presets.config("mnist", arg, name="flowpp_mnist.py")

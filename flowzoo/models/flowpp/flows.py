@@ -1,0 +1,174 @@
+"""Flow++'s main flow and its variational dequantizer, from flowzoo bijectors.
+
+Main flow (data -> latent, the normalizing direction):
+
+    ImageToLogit(num_levels)
+    -> steps_full     x step(StripeSplit)      at H x W x C
+    -> Squeeze (space_to_depth 2x2)            -> H/2 x W/2 x 4C
+    -> steps_channel  x step(ChannelSplit)     (2C + 2C)
+    -> steps_squeezed x step(StripeSplit)      at H/2 x W/2 x 4C
+
+with no dimensions factored out; the latent is the whole H/2 x W/2 x 4C tensor.  One step
+is ActNorm (per element) on each half -> 1x1 conv on each half (its own C_half x C_half
+matrix per half, never mixing the halves) -> coupling -> swap.  The official code keeps the
+two halves as a tuple between a split and its merge and flips the tuple after every
+coupling; here the split is re-applied by every layer (it is a fixed, exact permutation)
+and the flip is the coupling's ``swap`` on every other step, which is the same map.
+
+Dequantizer q(u | x): a context network on x, then a noise flow
+eps ~ N(0, I) -> 4 x [ActNorm, 1x1 conv, coupling fed the context] -> sigmoid -> u.
+Its bijector's ``forward`` is the *generative* direction eps -> u (the cheap one, used in
+training, as in the official code); ``inverse`` recovers eps from u by bisection.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from flowzoo import bijectors as fb
+from flowzoo.bijectors.base import Bijector
+from flowzoo.models.flowpp import nets
+
+
+@dataclasses.dataclass(frozen=True)
+class PerHalf(Bijector):
+    """Applies ``bijector`` to each half of ``split`` separately, with separate
+    parameters per half (Flow++ applies Norm and Pointwise to each tuple element).
+    params: (params of the first half, params of the second half)."""
+
+    split: Any
+    bijector: Bijector
+    event_ndims: int = 3
+
+    def init(self, key, x, **context):
+        x1, x2 = self.split.split(x)
+        k1, k2 = jax.random.split(key)
+        return (self.bijector.init(k1, x1, **context), self.bijector.init(k2, x2, **context))
+
+    def _apply(self, fn_name, params, x, context):
+        x1, x2 = self.split.split(x)
+        fn = getattr(self.bijector, fn_name)
+        y1, l1 = fn(params[0], x1, **context)
+        y2, l2 = fn(params[1], x2, **context)
+        return self.split.merge(y1, y2), l1 + l2
+
+    def forward(self, params, x, **context):
+        return self._apply("forward", params, x, context)
+
+    def inverse(self, params, y, **context):
+        return self._apply("inverse", params, y, context)
+
+
+def coupling_inner(cfg):
+    if cfg.coupling == "mixture":
+        return fb.MixtureCDFInner(num_components=cfg.num_components)
+    if cfg.coupling == "affine":
+        return fb.AffineInner(log_scale_fn="tanh")
+    raise ValueError(f"config.model.coupling must be 'mixture' or 'affine', got {cfg.coupling!r}.")
+
+
+def flow_steps(num_steps, split, half_channels, inner, net_kwargs, first_index):
+    """``num_steps`` Flow++ steps on one split; coupling networks get indices
+    ``first_index, first_index + 1, ...`` (for dropout keys)."""
+    layers = []
+    for i in range(num_steps):
+        net = nets.CouplingNet(out_features=half_channels * inner.num_params,
+                               index=first_index + i, **net_kwargs)
+        layers += [PerHalf(split, fb.ActNorm(per="element")),
+                   PerHalf(split, fb.Invertible1x1Conv(init_kind="identity_noise",
+                                                       noise_scale=1e-3)),
+                   fb.Coupling(split, net, inner, swap=bool(i % 2))]
+    return layers
+
+
+def check_image_shape(image_shape):
+    if len(image_shape) != 3:
+        raise ValueError(f"Flow++ expects (H, W, C) images, got shape {image_shape}.")
+    h, w, _ = image_shape
+    if h % 2 or w % 2:
+        raise ValueError(f"Flow++ needs an even height and width (for the squeeze and the "
+                         f"column split), got image shape {image_shape}; crop or pad.")
+
+
+def main_flow(cfg, image_shape, num_levels) -> fb.Chain:
+    check_image_shape(image_shape)
+    c = image_shape[-1]
+    inner = coupling_inner(cfg)
+    net_kwargs = dict(filters=cfg.filters, blocks=cfg.blocks, attention=cfg.attention,
+                      num_heads=cfg.num_heads, dropout_rate=cfg.dropout)
+    n1, n2, n3 = cfg.steps_full, cfg.steps_channel, cfg.steps_squeezed
+    layers = [fb.ImageToLogit(num_levels=num_levels, alpha=cfg.alpha)]
+    layers += flow_steps(n1, fb.StripeSplit(), c, inner, net_kwargs, 0)
+    layers += [fb.Squeeze(factor=2)]
+    layers += flow_steps(n2, fb.ChannelSplit(), 2 * c, inner, net_kwargs, n1)
+    layers += flow_steps(n3, fb.StripeSplit(), 4 * c, inner, net_kwargs, n1 + n2)
+    return fb.Chain(tuple(layers))
+
+
+def latent_shape(image_shape):
+    h, w, c = image_shape
+    return (h // 2, w // 2, 4 * c)
+
+
+def standard_normal_log_prob(z):
+    return jnp.sum(-0.5 * jnp.square(z) - 0.5 * math.log(2 * math.pi), axis=(-3, -2, -1))
+
+
+@dataclasses.dataclass(frozen=True)
+class VariationalDequantizer:
+    """q(u | x) for integer images x: ``sample`` gives u in (0, 1)^D and log q(u | x).
+
+    params: ``{'context': context net, 'noise': noise flow}``.
+    """
+
+    context_net: nets.ContextNet
+    noise_flow: fb.Chain  # forward: eps -> u
+    num_levels: int
+    split: Any = fb.StripeSplit()
+
+    def _halves(self, x):
+        scaled = x / self.num_levels - 0.5
+        return jnp.concatenate(self.split.split(scaled), axis=-1)
+
+    def context(self, params, x, dropout_key=None):
+        return self.context_net.apply(params["context"], self._halves(x),
+                                      dropout_key=dropout_key)
+
+    def init(self, key, x, eps):
+        k_context, k_noise = jax.random.split(key)
+        context_params = self.context_net.init({"params": k_context}, self._halves(x))
+        context = self.context_net.apply(context_params, self._halves(x))
+        noise_params = self.noise_flow.init(k_noise, eps, context=context)
+        return {"context": context_params, "noise": noise_params}
+
+    def sample(self, params, x, eps, dropout_key=None):
+        """u = flow(eps; x) and log q(u | x) = log N(eps) - log|det du/deps|."""
+        context = self.context(params, x, dropout_key)
+        u, log_det = self.noise_flow.forward(params["noise"], eps, context=context,
+                                             dropout_key=dropout_key)
+        return u, standard_normal_log_prob(eps) - log_det
+
+    def noise_of(self, params, x, u):
+        """The eps that gives u (the exact inverse, by bisection in the couplings)."""
+        context = self.context(params, x)
+        eps, _ = self.noise_flow.inverse(params["noise"], u, context=context)
+        return eps
+
+
+def variational_dequantizer(cfg, image_shape, num_levels) -> VariationalDequantizer:
+    check_image_shape(image_shape)
+    c = image_shape[-1]
+    inner = coupling_inner(cfg)
+    net_kwargs = dict(filters=cfg.dequant_filters, blocks=cfg.dequant_blocks,
+                      attention=cfg.attention, num_heads=cfg.num_heads,
+                      dropout_rate=cfg.dropout)
+    layers = flow_steps(cfg.dequant_steps, fb.StripeSplit(), c, inner, net_kwargs, 100)
+    layers += [fb.Sigmoid(event_ndims=3)]
+    context_net = nets.ContextNet(filters=cfg.dequant_context_filters,
+                                  blocks=cfg.dequant_context_blocks, dropout_rate=cfg.dropout)
+    return VariationalDequantizer(context_net, fb.Chain(tuple(layers)), num_levels)

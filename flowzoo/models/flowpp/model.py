@@ -1,0 +1,257 @@
+"""Flow++ as a trainer :class:`~flowzoo.training.model.Model`, plus encode / decode.
+
+Objective (nats per example, then bits/dim):
+
+    y = x + u,  u ~ q(u | x)                 (variational; or u ~ U(0, 1)^D)
+    log p(x) >= log N(z) + log|det dz/dy| - log q(u | x),   z = main_flow(y)
+
+where the main flow starts with ImageToLogit, so its log-det is part of the bound.  The
+importance-weighted bound uses K dequantization samples: log mean_k exp(w_k).
+
+Parameters: ``{'main': ..., 'dequant': {'context': ..., 'noise': ...}}`` (``dequant`` is
+absent with uniform dequantization).  Randomness: dequantization noise comes from
+``example_keys`` (per example, independent of how the batch is sharded); dropout from the
+step key.  ``init`` is a pure function of (key, batch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from flowzoo.models.flowpp import flows
+from flowzoo.training.model import Model, example_keys
+
+_DEFAULTS = dict(
+    filters=96, blocks=10, num_components=32, coupling="mixture", attention=True,
+    num_heads=4, dropout=0.2, steps_full=4, steps_channel=2, steps_squeezed=3, alpha=0.05,
+    dequantization="variational", dequant_filters=96, dequant_blocks=2, dequant_steps=4,
+    dequant_context_filters=32, dequant_context_blocks=3, iw_samples=16, iw_chunk=1,
+    sample_temperature=1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cfg:
+    """The model config with defaults filled in (hashable, static)."""
+
+    filters: int
+    blocks: int
+    num_components: int
+    coupling: str
+    attention: bool
+    num_heads: int
+    dropout: float
+    steps_full: int
+    steps_channel: int
+    steps_squeezed: int
+    alpha: float
+    dequantization: str
+    dequant_filters: int
+    dequant_blocks: int
+    dequant_steps: int
+    dequant_context_filters: int
+    dequant_context_blocks: int
+    iw_samples: int
+    iw_chunk: int
+    sample_temperature: float
+
+
+def _resolve(model_config) -> _Cfg:
+    given = dict(model_config)
+    given.pop("name", None)
+    unknown = sorted(set(given) - set(_DEFAULTS))
+    if unknown:
+        raise KeyError(f"Unknown flowpp config keys {unknown}; valid keys: {sorted(_DEFAULTS)}.")
+    cfg = _Cfg(**{**_DEFAULTS, **given})
+    if cfg.dequantization not in ("variational", "uniform"):
+        raise ValueError(f"config.model.dequantization must be 'variational' or 'uniform', "
+                         f"got {cfg.dequantization!r}.")
+    if cfg.iw_samples < 1 or cfg.iw_chunk < 1:
+        raise ValueError("config.model.iw_samples and iw_chunk must be >= 1.")
+    return cfg
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowPP:
+    """The static parts of a Flow++ model (what ``encode``/``decode`` need)."""
+
+    main: Any  # fb.Chain, forward: dequantized image y -> latent z
+    dequantizer: Any  # flows.VariationalDequantizer, or None for uniform dequantization
+    image_shape: tuple
+    num_levels: int
+    cfg: _Cfg
+
+    @property
+    def latent_shape(self):
+        return flows.latent_shape(self.image_shape)
+
+    @property
+    def num_dims(self) -> int:
+        return math.prod(self.image_shape)
+
+
+def make_flow(model_config, image_shape, num_levels) -> FlowPP:
+    cfg = _resolve(model_config)
+    image_shape = tuple(int(s) for s in image_shape)
+    main = flows.main_flow(cfg, image_shape, num_levels)
+    dequantizer = None
+    if cfg.dequantization == "variational":
+        dequantizer = flows.variational_dequantizer(cfg, image_shape, num_levels)
+    return FlowPP(main, dequantizer, image_shape, int(num_levels), cfg)
+
+
+def _noise(flow: FlowPP, keys):
+    """Per-example base noise of the dequantizer: N(0, I) (variational) or U(0, 1)."""
+    draw = jax.random.normal if flow.dequantizer is not None else jax.random.uniform
+    return jax.vmap(lambda k: draw(k, flow.image_shape, jnp.float32))(keys)
+
+
+def _dequantize(flow: FlowPP, params, x, noise, dropout_key=None):
+    """y = x + u and log q(u | x) (0 for uniform dequantization)."""
+    if flow.dequantizer is None:
+        return x + noise, jnp.zeros(x.shape[:1], x.dtype)
+    u, log_q = flow.dequantizer.sample(params["dequant"], x, noise, dropout_key)
+    return x + u, log_q
+
+
+def _log_weight(flow: FlowPP, params, x, noise, dropout_key=None):
+    """log p(x + u) - log q(u | x) in nats, per example (one importance weight)."""
+    y, log_q = _dequantize(flow, params, x, noise, dropout_key)
+    z, log_det = flow.main.forward(params["main"], y, dropout_key=dropout_key)
+    return flows.standard_normal_log_prob(z) + log_det - log_q
+
+
+def _images(batch):
+    return batch["image"].astype(jnp.float32)
+
+
+def _init_key(key):
+    """A key of the 'rbg' implementation derived from ``key`` for drawing initial weights.
+
+    Threefry draws each compile into a sizeable graph, and a Flow++ init has hundreds of
+    them; 'rbg' draws are one RngBitGenerator op each, which makes the init compile several
+    times faster on CPU.  Still a pure function of ``key``.
+    """
+    return jax.random.wrap_key_data(jax.random.bits(key, (4,), jnp.uint32), impl=INIT_KEY_IMPL)
+
+
+INIT_KEY_IMPL = "rbg"
+
+
+def init(flow: FlowPP, key, batch):
+    """Data-dependent init: a pure function of (key, batch)."""
+    x = _images(batch)
+    k_noise, k_dequant, k_main = jax.random.split(key, 3)
+    k_dequant, k_main = _init_key(k_dequant), _init_key(k_main)
+    noise = _noise(flow, example_keys(k_noise, batch["index"]))
+    params = {}
+    if flow.dequantizer is not None:
+        params["dequant"] = flow.dequantizer.init(k_dequant, x, noise)
+    y, _ = _dequantize(flow, params, x, noise)
+    params["main"] = flow.main.init(k_main, y)
+    return params
+
+
+def _bits(flow: FlowPP, log_weight):
+    return -log_weight / (flow.num_dims * math.log(2.0))
+
+
+def iw_log_likelihood(flow: FlowPP, params, batch, key, num_samples, chunk):
+    """log mean_k exp(w_k) over ``num_samples`` dequantization samples per example,
+    computed ``chunk`` samples at a time under ``lax.map`` (memory of one chunk)."""
+    x = _images(batch)
+    base = example_keys(key, batch["index"])  # (B,) keys
+    chunk = min(chunk, num_samples)
+    num_chunks = -(-num_samples // chunk)
+    b = x.shape[0]
+
+    def one_chunk(c):
+        ids = c * chunk + jnp.arange(chunk)
+        keys = jax.vmap(lambda i: jax.vmap(lambda k: jax.random.fold_in(k, i))(base))(ids)
+        noise = _noise(flow, keys.reshape((chunk * b,) + keys.shape[2:]))
+        xs = jnp.broadcast_to(x, (chunk,) + x.shape).reshape((chunk * b,) + x.shape[1:])
+        w = _log_weight(flow, params, xs, noise).reshape(chunk, b)
+        return jnp.where((ids < num_samples)[:, None], w, -jnp.inf)
+
+    weights = jax.lax.map(one_chunk, jnp.arange(num_chunks)).reshape(-1, b)
+    return jax.nn.logsumexp(weights, axis=0) - math.log(num_samples)
+
+
+def encode(flow: FlowPP, params, images, key=None, index=None):
+    """uint8 images (B, H, W, C) -> latents (B, H/2, W/2, 4C).
+
+    The dequantization noise is sampled with ``key`` (per example, folding in ``index``,
+    default 0..B-1); ``key=None`` uses eps = 0 (variational) or u = 0.5 (uniform)."""
+    x = jnp.asarray(images).astype(jnp.float32)
+    if key is None:
+        fill = 0.0 if flow.dequantizer is not None else 0.5
+        noise = jnp.full(x.shape, fill, jnp.float32)
+    else:
+        index = jnp.arange(x.shape[0]) if index is None else index
+        noise = _noise(flow, example_keys(key, index))
+    y, _ = _dequantize(flow, params, x, noise)
+    return flow.main.forward(params["main"], y)[0]
+
+
+def decode_dequantized(flow: FlowPP, params, z):
+    """Latents -> dequantized images y in [0, num_levels) (float)."""
+    return flow.main.inverse(params["main"], z)[0]
+
+
+def decode(flow: FlowPP, params, z):
+    """Latents -> uint8 images (the floor of the dequantized image)."""
+    y = decode_dequantized(flow, params, z)
+    return jnp.clip(jnp.floor(y), 0, flow.num_levels - 1).astype(jnp.uint8)
+
+
+def round_trip_errors(flow: FlowPP, params, batch, key):
+    """Per-example max |y - y'| of x -> z -> x (y the dequantized image) and, for the
+    variational dequantizer, max |eps - eps'| of eps -> u -> eps."""
+    x = _images(batch)
+    noise = _noise(flow, example_keys(key, batch["index"]))
+    y, _ = _dequantize(flow, params, x, noise)
+    z, _ = flow.main.forward(params["main"], y)
+    y_back = decode_dequantized(flow, params, z)
+    out = {"recon_error": jnp.max(jnp.abs(y_back - y), axis=(1, 2, 3))}
+    if flow.dequantizer is not None:
+        # From u itself: y = x + u rounds u to the resolution of y (~1.5e-5 at 255), a
+        # loss of the float format, not of the inverse.
+        u, _ = flow.dequantizer.sample(params["dequant"], x, noise)
+        eps_back = flow.dequantizer.noise_of(params["dequant"], x, u)
+        out["dequant_recon_error"] = jnp.max(jnp.abs(eps_back - noise), axis=(1, 2, 3))
+    return out
+
+
+def build(model_config, image_shape, num_levels) -> Model:
+    flow = make_flow(model_config, image_shape, num_levels)
+    cfg = flow.cfg
+
+    def loss(params, batch, key):
+        noise_key, dropout_key = jax.random.split(key)
+        noise = _noise(flow, example_keys(noise_key, batch["index"]))
+        dropout_key = dropout_key if cfg.dropout > 0 else None
+        bpd = jnp.mean(_bits(flow, _log_weight(flow, params, _images(batch), noise,
+                                               dropout_key)))
+        return bpd, {"bits_per_dim": bpd}
+
+    def evaluate(params, batch, key):
+        k_single, k_iw, k_recon = jax.random.split(key, 3)
+        noise = _noise(flow, example_keys(k_single, batch["index"]))
+        metrics = {"bits_per_dim": _bits(flow, _log_weight(flow, params, _images(batch),
+                                                           noise))}
+        metrics["iw_bits_per_dim"] = _bits(flow, iw_log_likelihood(
+            flow, params, batch, k_iw, cfg.iw_samples, cfg.iw_chunk))
+        metrics.update(round_trip_errors(flow, params, batch, k_recon))
+        return metrics
+
+    def sample(params, key, n):
+        z = cfg.sample_temperature * jax.random.normal(key, (n,) + flow.latent_shape,
+                                                       jnp.float32)
+        return decode(flow, params, z)
+
+    return Model(init=lambda key, batch: init(flow, key, batch), loss=loss,
+                 evaluate=evaluate, sample=sample)

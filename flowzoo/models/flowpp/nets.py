@@ -1,0 +1,192 @@
+"""Flow++ conditioning networks (Flax linen), written against the official architecture.
+
+Pieces:
+  * :class:`DDConv`: a convolution with plain weights (no weight norm) initialised as in
+    Flow++: ``V ~ N(0, 0.05)``, then a data-dependent rescaling on the init batch,
+    ``W = V * s``, ``b = -mean * s``, ``s = init_scale / sqrt(var + 1e-10)``, where mean and
+    var are the per-channel moments of ``conv(x, V)``.  The bias is computed for the very
+    weight that is stored (one draw of V per layer).
+  * :class:`GatedConv`: ``h = conv3x3(concat_elu(x)) [+ conv1x1(concat_elu(context))]``,
+    ``h = conv_k(dropout(concat_elu(h)))`` to 2F channels (init scale 0.1),
+    ``out = x + a * sigmoid(b)``.  ``k = 1`` in the coupling networks, ``k = 3`` in the
+    dequantizer's context network (this is what reproduces the official parameter counts).
+  * :class:`GatedAttention`: 4-head self-attention over all positions (no mask) of
+    ``x + pos_emb``, dropout on its output, then a gated residual through a 1x1 conv.
+  * :class:`GatedPointwise`: the no-attention ablation, a pointwise network of about the
+    same size with the same gated residual.
+  * :class:`CouplingNet`: the coupling conditioner (3x3 conv -> blocks of
+    [gated conv, LayerNorm, attention, LayerNorm] -> 3x3 conv with init scale 0.1).
+  * :class:`ContextNet`: the dequantizer's context network.
+
+Dropout is explicit: modules take ``dropout_key`` (None: deterministic) and every module
+folds in a static index, so no two dropout sites share a mask.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+_INIT_STD = 0.05
+
+
+def concat_elu(x):
+    return jax.nn.elu(jnp.concatenate([x, -x], axis=-1))
+
+
+def dropout(x, rate, key):
+    """Inverted dropout; identity when ``key`` is None or ``rate`` is 0."""
+    if key is None or rate <= 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
+
+
+def _fold(key, i):
+    return None if key is None else jax.random.fold_in(key, i)
+
+
+def _conv(x, kernel):
+    if kernel.shape[0] == 1 and kernel.shape[1] == 1:
+        return jnp.einsum("...c,cd->...d", x, kernel[0, 0])
+    lead = x.shape[:-3]
+    flat = x.reshape((-1,) + x.shape[-3:])
+    y = jax.lax.conv_general_dilated(flat, kernel, (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y.reshape(lead + y.shape[-3:])
+
+
+def _gate(h):
+    a, b = jnp.split(h, 2, axis=-1)
+    return a * jax.nn.sigmoid(b)
+
+
+class DDConv(nn.Module):
+    """Convolution (``kernel_size`` 1 is a per-position dense layer) with Flow++'s
+    data-dependent init.  Parameters: ``kernel`` (k, k, C_in, features), ``bias``."""
+
+    features: int
+    kernel_size: int = 3
+    init_scale: float = 1.0
+
+    @nn.compact
+    def __call__(self, x):
+        k = self.kernel_size
+        shape = (k, k, x.shape[-1], self.features)
+        kernel0 = bias0 = None
+        if self.is_initializing():
+            v = _INIT_STD * jax.random.normal(self.make_rng("params"), shape, x.dtype)
+            y = _conv(x, v)
+            axes = tuple(range(y.ndim - 1))
+            scale = self.init_scale / jnp.sqrt(jnp.var(y, axis=axes) + 1e-10)
+            kernel0, bias0 = v * scale, -jnp.mean(y, axis=axes) * scale
+        kernel = self.param("kernel", lambda _: kernel0)
+        bias = self.param("bias", lambda _: bias0)
+        return _conv(x, kernel.astype(x.dtype)) + bias.astype(x.dtype)
+
+
+class GatedConv(nn.Module):
+    features: int
+    second_kernel_size: int = 1
+    dropout_rate: float = 0.0
+
+    @nn.compact
+    def __call__(self, x, context=None, dropout_key=None):
+        h = DDConv(self.features, 3, name="conv_in")(concat_elu(x))
+        if context is not None:
+            h = h + DDConv(self.features, 1, name="context_proj")(concat_elu(context))
+        h = dropout(concat_elu(h), self.dropout_rate, dropout_key)
+        h = DDConv(2 * self.features, self.second_kernel_size, init_scale=0.1,
+                   name="conv_out")(h)
+        return x + _gate(h)
+
+
+class GatedAttention(nn.Module):
+    num_heads: int = 4
+    dropout_rate: float = 0.0
+
+    @nn.compact
+    def __call__(self, x, pos_emb, dropout_key=None):
+        *lead, h, w, f = x.shape
+        if f % self.num_heads:
+            raise ValueError(f"GatedAttention: {f} filters are not divisible by "
+                             f"{self.num_heads} heads.")
+        d = f // self.num_heads
+        qkv = DDConv(3 * f, 1, name="qkv")(x + pos_emb.astype(x.dtype))
+        qkv = qkv.reshape(tuple(lead) + (h * w, 3, self.num_heads, d))
+        q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
+        logits = jnp.einsum("...qhd,...khd->...hqk", q, k) / jnp.sqrt(float(d)).astype(x.dtype)
+        weights = jax.nn.softmax(logits, axis=-1)
+        out = jnp.einsum("...hqk,...khd->...qhd", weights, v).reshape(x.shape)
+        out = dropout(out, self.dropout_rate, dropout_key)
+        return x + _gate(DDConv(2 * f, 1, init_scale=0.1, name="gate")(out))
+
+
+class GatedPointwise(nn.Module):
+    """Attention replaced by a per-position network: 1x1 conv to 2F, ELU, dropout,
+    1x1 conv to 2F (init scale 0.1), gated residual."""
+
+    dropout_rate: float = 0.0
+
+    @nn.compact
+    def __call__(self, x, dropout_key=None):
+        f = x.shape[-1]
+        h = jax.nn.elu(DDConv(2 * f, 1, name="hidden")(x))
+        h = dropout(h, self.dropout_rate, dropout_key)
+        return x + _gate(DDConv(2 * f, 1, init_scale=0.1, name="gate")(h))
+
+
+class CouplingNet(nn.Module):
+    """Conditioner of one coupling: x1 (..., H, W, C1) -> (..., H, W, out_features).
+
+    ``index`` is a static number unique to the coupling; it is folded into the dropout key.
+    """
+
+    out_features: int
+    filters: int = 96
+    blocks: int = 10
+    attention: bool = True
+    num_heads: int = 4
+    dropout_rate: float = 0.0
+    index: int = 0
+
+    @nn.compact
+    def __call__(self, x, context=None, dropout_key=None):
+        key = _fold(dropout_key, self.index)
+        h = DDConv(self.filters, 3, name="proj_in")(x)
+        pos_emb = None
+        if self.attention:
+            pos_emb = self.param("pos_emb", nn.initializers.normal(0.01),
+                                 x.shape[-3:-1] + (self.filters,), jnp.float32)
+        for b in range(self.blocks):
+            bkey = _fold(key, b)
+            h = GatedConv(self.filters, 1, self.dropout_rate, name=f"conv_{b}")(
+                h, context, _fold(bkey, 0))
+            h = nn.LayerNorm(epsilon=1e-5, name=f"norm_conv_{b}")(h)
+            if self.attention:
+                h = GatedAttention(self.num_heads, self.dropout_rate, name=f"attn_{b}")(
+                    h, pos_emb, _fold(bkey, 1))
+            else:
+                h = GatedPointwise(self.dropout_rate, name=f"pointwise_{b}")(h, _fold(bkey, 1))
+            h = nn.LayerNorm(epsilon=1e-5, name=f"norm_attn_{b}")(h)
+        return DDConv(self.out_features, 3, init_scale=0.1, name="proj_out")(h)
+
+
+class ContextNet(nn.Module):
+    """Dequantizer context: split halves of ``x / num_levels - 0.5`` concatenated on the
+    channel axis -> 3x3 conv to ``filters`` -> ``blocks`` gated convs (3x3, dropout)."""
+
+    filters: int = 32
+    blocks: int = 3
+    dropout_rate: float = 0.0
+    index: int = 1000
+
+    @nn.compact
+    def __call__(self, halves, dropout_key=None):
+        key = _fold(dropout_key, self.index)
+        h = DDConv(self.filters, 3, name="proj_in")(halves)
+        for b in range(self.blocks):
+            h = GatedConv(self.filters, 3, self.dropout_rate, name=f"conv_{b}")(
+                h, None, _fold(key, b))
+        return h

@@ -1,0 +1,105 @@
+"""Flow++ config presets shared by experiments/configs/flowpp_*.py.
+
+The official CIFAR-10 model and training settings (reference: ../shared flowpp facts, the
+authors' code), a ``smoke`` shrink for tests, and :func:`config` which the experiment
+files call with their dataset and overrides.
+"""
+
+from flowzoo.training.config import base_config
+
+PAPER_IW_SAMPLES = 4096
+
+
+def flowpp_model(c):
+    """Fills ``c.model`` with the official CIFAR-10 Flow++ settings."""
+    m = c.model
+    m.name = "flowpp"
+    m.filters = 96
+    m.blocks = 10
+    m.num_components = 32
+    m.coupling = "mixture"
+    m.attention = True
+    m.num_heads = 4
+    m.dropout = 0.2
+    m.steps_full = 4
+    m.steps_channel = 2
+    m.steps_squeezed = 3
+    m.alpha = 0.05
+    m.dequantization = "variational"
+    m.dequant_filters = 96
+    m.dequant_blocks = 2
+    m.dequant_steps = 4
+    m.dequant_context_filters = 32
+    m.dequant_context_blocks = 3
+    m.iw_samples = 16  # the paper: PAPER_IW_SAMPLES, in a final --mode=eval
+    m.iw_chunk = 1  # samples per lax.map step: memory of one eval batch
+    m.sample_temperature = 1.0
+
+
+def flowpp_training(c):
+    c.train.batch_size = 64
+    c.train.init_batch_size = 128
+    c.train.num_steps = 1_000_000
+    c.train.log_every = 100
+    c.train.eval_every = 20_000
+    c.train.checkpoint_every = 2_000
+    c.optim.name = "adam"
+    c.optim.learning_rate = 3e-4
+    c.optim.warmup_steps = 2000
+    c.optim.b1, c.optim.b2, c.optim.eps = 0.9, 0.999, 1e-8
+    c.optim.grad_clip = 1.0
+    c.optim.ema_decay = 0.999
+
+
+def smoke(c):
+    """A tiny model of the same structure and a seconds-long run (tests)."""
+    m = c.model
+    m.filters = 8
+    m.blocks = 1
+    m.num_components = 4
+    m.num_heads = 2
+    m.steps_full = 1
+    m.steps_channel = 1
+    m.steps_squeezed = 1
+    m.dequant_filters = 8
+    m.dequant_blocks = 1
+    m.dequant_steps = 2
+    m.dequant_context_filters = 8
+    m.dequant_context_blocks = 1
+    m.iw_samples = 4
+    m.iw_chunk = 2
+    c.train.batch_size = 16
+    c.train.num_steps = 20
+    c.train.init_batch_size = 128
+    c.train.log_every = 5
+    c.train.eval_every = 10
+    c.train.checkpoint_every = 10
+    c.optim.learning_rate = 2e-3
+    c.optim.warmup_steps = 5
+    c.optim.ema_decay = 0.9
+    c.eval.batch_size = 32
+    c.eval.max_examples = 32
+    c.eval.num_samples = 4
+
+
+def finish(c, arg, name):
+    if arg == "smoke":
+        smoke(c)
+    elif arg:
+        raise ValueError(f"{name} takes no argument or 'smoke', got {arg!r}.")
+    c.lock()
+    return c
+
+
+
+def config(dataset: str, arg, *, name: str, model=None, train=None, optim=None, data=None):
+    """The official settings on ``dataset``, then the given overrides, then ``:smoke``."""
+    c = base_config()
+    c.data.name = dataset
+    flowpp_model(c)
+    flowpp_training(c)
+    for section, overrides in (("model", model), ("train", train), ("optim", optim),
+                               ("data", data)):
+        for key, value in (overrides or {}).items():
+            c[section][key] = value
+    return finish(c, arg, name)
