@@ -51,6 +51,7 @@ class _Run:
     parallel: Parallel
     is_primary: bool
     num_levels: int  # of the data the model sees (2 once binarized)
+    sample_fn: object = None  # jit(model.sample), compiled once per run
 
 
 def _data_kwargs(cfg):
@@ -72,7 +73,8 @@ def _setup(config, workdir) -> _Run:
     parallel = Parallel(config.parallel, model, tx, config.optim.ema_decay,
                         config.train.batch_size, config.eval.batch_size)
     return _Run(config, workdir, train_data, eval_data, batches, model, tx, parallel,
-                jax.process_index() == 0, num_levels)
+                jax.process_index() == 0, num_levels,
+                jax.jit(model.sample, static_argnums=2))
 
 
 def _init_batch(run: _Run):
@@ -130,7 +132,7 @@ def _write_samples(run: _Run, state, step: int, name: str = "samples") -> str | 
     params = run.parallel.get_state(state).ema_params
     key = jax.random.fold_in(jax.random.PRNGKey(run.config.seed), step)
     n = run.config.eval.num_samples
-    images = jax.jit(lambda p, k: run.model.sample(p, k, n))(params, key)
+    images = run.sample_fn(params, key, n)
     if not run.is_primary:
         return None
     path = os.path.join(run.workdir, f"{name}_step{step:07d}.png")

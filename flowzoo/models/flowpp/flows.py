@@ -24,13 +24,13 @@ training, as in the official code); ``inverse`` recovers eps from u by bisection
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from flowzoo import bijectors as fb
+from flowzoo import distributions as fd
 from flowzoo.bijectors.base import Bijector
 from flowzoo.models.flowpp import nets
 
@@ -116,7 +116,8 @@ def latent_shape(image_shape):
 
 
 def standard_normal_log_prob(z):
-    return jnp.sum(-0.5 * jnp.square(z) - 0.5 * math.log(2 * math.pi), axis=(-3, -2, -1))
+    """log N(z; 0, I) summed over the (H, W, C) event."""
+    return fd.StandardNormal(tuple(z.shape[-3:])).log_prob((), z)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -111,18 +111,23 @@ def _noise(flow: FlowPP, keys):
 
 
 def _dequantize(flow: FlowPP, params, x, noise, dropout_key=None):
-    """y = x + u and log q(u | x) (0 for uniform dequantization)."""
+    """u and log q(u | x) (u = noise and log q = 0 for uniform dequantization)."""
     if flow.dequantizer is None:
-        return x + noise, jnp.zeros(x.shape[:1], x.dtype)
-    u, log_q = flow.dequantizer.sample(params["dequant"], x, noise, dropout_key)
-    return x + u, log_q
+        return noise, jnp.zeros(x.shape[:1], x.dtype)
+    return flow.dequantizer.sample(params["dequant"], x, noise, dropout_key)
+
+
+def _forward_pass(flow: FlowPP, params, x, noise, dropout_key=None):
+    """One dequantization sample: (log p(x + u) - log q(u | x) in nats, u, y = x + u, z)."""
+    u, log_q = _dequantize(flow, params, x, noise, dropout_key)
+    y = x + u
+    z, log_det = flow.main.forward(params["main"], y, dropout_key=dropout_key)
+    return flows.standard_normal_log_prob(z) + log_det - log_q, u, y, z
 
 
 def _log_weight(flow: FlowPP, params, x, noise, dropout_key=None):
     """log p(x + u) - log q(u | x) in nats, per example (one importance weight)."""
-    y, log_q = _dequantize(flow, params, x, noise, dropout_key)
-    z, log_det = flow.main.forward(params["main"], y, dropout_key=dropout_key)
-    return flows.standard_normal_log_prob(z) + log_det - log_q
+    return _forward_pass(flow, params, x, noise, dropout_key)[0]
 
 
 def _images(batch):
@@ -151,8 +156,8 @@ def init(flow: FlowPP, key, batch):
     params = {}
     if flow.dequantizer is not None:
         params["dequant"] = flow.dequantizer.init(k_dequant, x, noise)
-    y, _ = _dequantize(flow, params, x, noise)
-    params["main"] = flow.main.init(k_main, y)
+    u, _ = _dequantize(flow, params, x, noise)
+    params["main"] = flow.main.init(k_main, x + u)
     return params
 
 
@@ -193,8 +198,8 @@ def encode(flow: FlowPP, params, images, key=None, index=None):
     else:
         index = jnp.arange(x.shape[0]) if index is None else index
         noise = _noise(flow, example_keys(key, index))
-    y, _ = _dequantize(flow, params, x, noise)
-    return flow.main.forward(params["main"], y)[0]
+    u, _ = _dequantize(flow, params, x, noise)
+    return flow.main.forward(params["main"], x + u)[0]
 
 
 def decode_dequantized(flow: FlowPP, params, z):
@@ -208,22 +213,25 @@ def decode(flow: FlowPP, params, z):
     return jnp.clip(jnp.floor(y), 0, flow.num_levels - 1).astype(jnp.uint8)
 
 
-def round_trip_errors(flow: FlowPP, params, batch, key):
+def _round_trip(flow: FlowPP, params, x, noise, u, y, z):
     """Per-example max |y - y'| of x -> z -> x (y the dequantized image) and, for the
     variational dequantizer, max |eps - eps'| of eps -> u -> eps."""
-    x = _images(batch)
-    noise = _noise(flow, example_keys(key, batch["index"]))
-    y, _ = _dequantize(flow, params, x, noise)
-    z, _ = flow.main.forward(params["main"], y)
     y_back = decode_dequantized(flow, params, z)
     out = {"recon_error": jnp.max(jnp.abs(y_back - y), axis=(1, 2, 3))}
     if flow.dequantizer is not None:
         # From u itself: y = x + u rounds u to the resolution of y (~1.5e-5 at 255), a
         # loss of the float format, not of the inverse.
-        u, _ = flow.dequantizer.sample(params["dequant"], x, noise)
         eps_back = flow.dequantizer.noise_of(params["dequant"], x, u)
         out["dequant_recon_error"] = jnp.max(jnp.abs(eps_back - noise), axis=(1, 2, 3))
     return out
+
+
+def round_trip_errors(flow: FlowPP, params, batch, key):
+    """Round-trip errors (see ``_round_trip``) for one dequantization sample."""
+    x = _images(batch)
+    noise = _noise(flow, example_keys(key, batch["index"]))
+    _, u, y, z = _forward_pass(flow, params, x, noise)
+    return _round_trip(flow, params, x, noise, u, y, z)
 
 
 def build(model_config, image_shape, num_levels) -> Model:
@@ -239,13 +247,14 @@ def build(model_config, image_shape, num_levels) -> Model:
         return bpd, {"bits_per_dim": bpd}
 
     def evaluate(params, batch, key):
-        k_single, k_iw, k_recon = jax.random.split(key, 3)
+        k_single, k_iw = jax.random.split(key)
+        x = _images(batch)
         noise = _noise(flow, example_keys(k_single, batch["index"]))
-        metrics = {"bits_per_dim": _bits(flow, _log_weight(flow, params, _images(batch),
-                                                           noise))}
+        log_weight, u, y, z = _forward_pass(flow, params, x, noise)  # shared by both metrics
+        metrics = {"bits_per_dim": _bits(flow, log_weight)}
         metrics["iw_bits_per_dim"] = _bits(flow, iw_log_likelihood(
             flow, params, batch, k_iw, cfg.iw_samples, cfg.iw_chunk))
-        metrics.update(round_trip_errors(flow, params, batch, k_recon))
+        metrics.update(_round_trip(flow, params, x, noise, u, y, z))
         return metrics
 
     def sample(params, key, n):

@@ -1,7 +1,7 @@
 """Flow++ config presets shared by experiments/configs/flowpp_*.py.
 
-The official CIFAR-10 model and training settings (reference: ../shared flowpp facts, the
-authors' code), a ``smoke`` shrink for tests, and :func:`config` which the experiment
+The official CIFAR-10 model and training settings (as in the authors' code and the
+paper), a ``smoke`` shrink for tests, and :func:`config` which the experiment
 files call with their dataset and overrides.
 """
 
