@@ -8,6 +8,7 @@ from flowzoo.bijectors.conv1x1 import Invertible1x1Conv, LUInvertible1x1Conv
 from flowzoo.bijectors.coupling import Conditioner, Coupling
 from flowzoo.bijectors.image_to_logit import ImageToLogit
 from flowzoo.bijectors.mixture_cdf import LogisticMixtureCDF, MixtureCDFInner
+from flowzoo.bijectors.per_half import PerHalf
 from flowzoo.bijectors.permute import Permute, Reverse
 from flowzoo.bijectors.sigmoid import Logit, Sigmoid
 from flowzoo.bijectors.splits import ChannelSplit, CheckerboardSplit, StripeSplit
@@ -17,5 +18,5 @@ __all__ = [
     "ActNorm", "Affine", "AffineInner", "Bijector", "Chain", "ChannelSplit",
     "CheckerboardSplit", "Conditioner", "Coupling", "ImageToLogit", "Invert",
     "Invertible1x1Conv", "LUInvertible1x1Conv", "Logit", "LogisticMixtureCDF",
-    "MixtureCDFInner", "Permute", "Reverse", "Sigmoid", "Squeeze", "StripeSplit",
+    "MixtureCDFInner", "PerHalf", "Permute", "Reverse", "Sigmoid", "Squeeze", "StripeSplit",
 ]

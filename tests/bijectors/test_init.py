@@ -82,3 +82,11 @@ def test_coupling_with_flax_conditioner_passes_dropout_rngs():
                               rngs={"dropout": jax.random.PRNGKey(2)})
     np.testing.assert_allclose(inv, x, atol=1e-10)
     assert c[0].shape == x.shape
+
+
+def test_per_half_init_inverse_normalises_each_half_in_the_inverse_direction():
+    y = _batch(jax.random.PRNGKey(7), (64, 4, 4, 2))
+    bijector = fb.Invert(fb.PerHalf(fb.StripeSplit(), fb.ActNorm(per="channel")))
+    out, _ = bijector.forward(bijector.init(jax.random.PRNGKey(1), y), y)
+    for half in fb.StripeSplit().split(out):
+        np.testing.assert_allclose(jnp.var(half, axis=(0, 1, 2)), 1.0, atol=1e-6)

@@ -31,37 +31,7 @@ import jax.numpy as jnp
 
 from flowzoo import bijectors as fb
 from flowzoo import distributions as fd
-from flowzoo.bijectors.base import Bijector
 from flowzoo.models.flowpp import nets
-
-
-@dataclasses.dataclass(frozen=True)
-class PerHalf(Bijector):
-    """Applies ``bijector`` to each half of ``split`` separately, with separate
-    parameters per half (Flow++ applies Norm and Pointwise to each tuple element).
-    params: (params of the first half, params of the second half)."""
-
-    split: Any
-    bijector: Bijector
-    event_ndims: int = 3
-
-    def init(self, key, x, **context):
-        x1, x2 = self.split.split(x)
-        k1, k2 = jax.random.split(key)
-        return (self.bijector.init(k1, x1, **context), self.bijector.init(k2, x2, **context))
-
-    def _apply(self, fn_name, params, x, context):
-        x1, x2 = self.split.split(x)
-        fn = getattr(self.bijector, fn_name)
-        y1, l1 = fn(params[0], x1, **context)
-        y2, l2 = fn(params[1], x2, **context)
-        return self.split.merge(y1, y2), l1 + l2
-
-    def forward(self, params, x, **context):
-        return self._apply("forward", params, x, context)
-
-    def inverse(self, params, y, **context):
-        return self._apply("inverse", params, y, context)
 
 
 def coupling_inner(cfg):
@@ -79,8 +49,8 @@ def flow_steps(num_steps, split, half_channels, inner, net_kwargs, first_index):
     for i in range(num_steps):
         net = nets.CouplingNet(out_features=half_channels * inner.num_params,
                                index=first_index + i, **net_kwargs)
-        layers += [PerHalf(split, fb.ActNorm(per="element")),
-                   PerHalf(split, fb.Invertible1x1Conv(init_kind="identity_noise",
+        layers += [fb.PerHalf(split, fb.ActNorm(per="element")),
+                   fb.PerHalf(split, fb.Invertible1x1Conv(init_kind="identity_noise",
                                                        noise_scale=1e-3)),
                    fb.Coupling(split, net, inner, swap=bool(i % 2))]
     return layers
