@@ -9,6 +9,11 @@ A model is a :class:`Model` of pure functions.  Batches are dicts of arrays:
     sample(params, key, n)        -> images          ((n, H, W, C) uint8 levels)
     reconstruct(params, batch, key) -> images        (optional, autoencoders: (B, H, W, C))
 
+Models whose objective carries state across steps (VLAE's soft free bits: a KL weight
+moved by the observed KL) set ``init_model_state() -> pytree``; the trainer then calls
+``loss(params, batch, key, model_state) -> (loss, metrics, new_model_state)``, keeps the
+state in the checkpointed ``TrainState.model_state`` and passes no gradient through it.
+
 ``key`` is the step's key, identical on every device and process.  Per-example
 randomness (dequantization noise, posterior samples) should come from
 :func:`example_keys`, which folds in each example's global index: then the
@@ -31,6 +36,7 @@ class Model(NamedTuple):
     loss_unit: str = "bits/dim"  # what ``loss`` and the headline eval metric measure
     eval_metric: str = "bits_per_dim"  # the headline key in ``evaluate``'s output
     reconstruct: Callable[..., Any] | None = None  # set by autoencoders: a PNG at each eval
+    init_model_state: Callable[[], Any] | None = None  # set by objectives with state
 
 
 def example_keys(key, index):

@@ -25,16 +25,18 @@ class TrainState:
     nonfinite_streak: jax.Array  # int32: consecutive skipped steps
     nonfinite_total: jax.Array  # int32: skipped steps in the whole run
     nonfinite_metric: jax.Array  # int32: NONFINITE_METRICS code of the last skip
+    model_state: Any = flax.struct.field(default_factory=dict)  # Model.init_model_state()
 
 
-def create_state(params, tx, rng_key) -> TrainState:
+def create_state(params, tx, rng_key, model_state=None) -> TrainState:
     def zero():  # a new buffer each time: the train step donates every leaf
         return jnp.zeros((), jnp.int32)
 
     ema = jax.tree.map(jnp.copy, params)
     return TrainState(step=zero(), params=params, ema_params=ema, opt_state=tx.init(params),
                       rng=jax.random.key_data(rng_key), nonfinite_streak=zero(),
-                      nonfinite_total=zero(), nonfinite_metric=zero())
+                      nonfinite_total=zero(), nonfinite_metric=zero(),
+                      model_state={} if model_state is None else model_state)
 
 
 def step_key(state: TrainState):
@@ -45,10 +47,20 @@ def train_step(state: TrainState, batch, *, model, tx, ema_decay, axis_name=None
     """One optimizer step; a non-finite loss or gradient leaves the state as it
     was (only the step counter and the skip counters move)."""
     key = step_key(state)
-    (loss, metrics), grads = jax.value_and_grad(model.loss, has_aux=True)(
-        state.params, batch, key)
+    if model.init_model_state is None:
+        (loss, metrics), grads = jax.value_and_grad(model.loss, has_aux=True)(
+            state.params, batch, key)
+        model_state = state.model_state
+    else:
+        def objective(params):
+            loss, metrics, new_state = model.loss(params, batch, key, state.model_state)
+            return loss, (metrics, jax.lax.stop_gradient(new_state))
+
+        (loss, (metrics, model_state)), grads = jax.value_and_grad(objective, has_aux=True)(
+            state.params)
     if axis_name is not None:  # pmap: average over devices
-        loss, metrics, grads = jax.lax.pmean((loss, metrics, grads), axis_name)
+        loss, metrics, grads, model_state = jax.lax.pmean(
+            (loss, metrics, grads, model_state), axis_name)
     grad_norm = optax.tree.norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -64,6 +76,7 @@ def train_step(state: TrainState, batch, *, model, tx, ema_decay, axis_name=None
         params=keep(params, state.params),
         ema_params=keep(ema, state.ema_params),
         opt_state=keep(opt_state, state.opt_state),
+        model_state=keep(model_state, state.model_state),
         nonfinite_streak=jnp.where(ok, 0, state.nonfinite_streak + 1),
         nonfinite_total=state.nonfinite_total + (~ok).astype(jnp.int32),
         nonfinite_metric=jnp.where(ok, state.nonfinite_metric, jnp.where(loss_ok, 2, 1)),

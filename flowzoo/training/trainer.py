@@ -92,7 +92,8 @@ def _fresh_state(run: _Run):
     params = jax.jit(run.model.init)(init_key, _init_batch(run))
     if jax.process_count() > 1:  # every process starts from process 0's parameters
         params = multihost_utils.broadcast_one_to_all(params)
-    return steps.create_state(params, run.tx, run_key)
+    model_state = run.model.init_model_state() if run.model.init_model_state else None
+    return steps.create_state(params, run.tx, run_key, model_state)
 
 
 def _restore_or_init(run: _Run, checkpointer: Checkpointer):

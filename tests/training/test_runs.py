@@ -81,3 +81,25 @@ def test_batch_sizes_that_do_not_split_over_devices_are_rejected(tmp_path):
         training.train_and_evaluate(smoke_config(**{"eval.batch_size": 100}), str(tmp_path))
     with pytest.raises(ValueError, match=r"config.train.batch_size=12 must be divisible by the 8"):
         training.train_and_evaluate(smoke_config(**{"train.batch_size": 12}), str(tmp_path))
+
+
+def test_model_state_is_checkpointed_and_restored(tmp_path, monkeypatch):
+    """A stateful objective (VLAE's soft free bits) keeps its state across a resume."""
+    real_build = models._BUILDERS["small_flow"]
+
+    def with_state(cfg, shape, levels):
+        model = real_build(cfg, shape, levels)
+
+        def loss(params, batch, key, model_state):
+            value, metrics = model.loss(params, batch, key)
+            return value, metrics, {"steps_seen": model_state["steps_seen"] + 1.0}
+        return model._replace(loss=loss, init_model_state=lambda: {"steps_seen": jnp.float32(0)})
+
+    monkeypatch.setitem(models._BUILDERS, "small_flow", with_state)
+    config = smoke_config(parallel="jit")
+    training.train_and_evaluate(config, str(tmp_path))
+    with config.unlocked():
+        config.train.num_steps = 30
+    training.train_and_evaluate(config, str(tmp_path))  # resumes at 20
+    _, state, step = trainer._load_for_inference(config, str(tmp_path))
+    assert step == 30 and float(state.model_state["steps_seen"]) == 30.0

@@ -113,3 +113,35 @@ def test_unknown_config_key_names_the_nearest():
     with pytest.raises(AttributeError, match='Did you mean "batch_size"'):
         locked.train.bach_size = 3
     assert isinstance(locked, ml_collections.ConfigDict)
+
+
+def _stateful_model():
+    """The quadratic loss, plus a state that tracks an average of the batch means."""
+    base = _quadratic_model(poison_index=5)
+
+    def loss(params, batch, key, model_state):
+        value, metrics = base.loss(params, batch, key)
+        x = batch["image"].astype(jnp.float32).mean()
+        new = {"avg": 0.5 * model_state["avg"] + 0.5 * x + 0.0 * params["w"],
+               "seen": model_state["seen"] + 1.0}
+        return value, metrics, new
+    return base._replace(loss=loss, init_model_state=lambda: {"avg": jnp.float32(0.0),
+                                                              "seen": jnp.float32(0.0)})
+
+
+def test_model_state_moves_each_step_is_kept_on_skips_and_gets_no_gradient():
+    tx = optax.sgd(0.1)
+    model = _stateful_model()
+    state = steps.create_state({"w": jnp.float32(3.0)}, tx, jax.random.PRNGKey(0),
+                               model.init_model_state())
+    batch = _batch([0, 1])
+    state, metrics = steps.train_step(state, batch, model=model, tx=tx, ema_decay=0.9)
+    mean = batch["image"].astype(np.float32).mean()
+    np.testing.assert_allclose(state.model_state["avg"], 0.5 * mean, rtol=1e-6)
+    assert float(state.model_state["seen"]) == 1.0
+    # the gradient is the quadratic loss's alone: the state's params dependence is cut
+    x = batch["image"].astype(np.float32).mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(metrics["grad_norm"], abs(np.mean(2 * (3.0 - x))), rtol=1e-5)
+    before = state.model_state
+    state, _ = steps.train_step(state, _batch([4, 5]), model=model, tx=tx, ema_decay=0.9)
+    jax.tree.map(np.testing.assert_array_equal, state.model_state, before)  # skipped step
