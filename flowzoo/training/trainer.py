@@ -96,13 +96,26 @@ def _fresh_state(run: _Run):
     return steps.create_state(params, run.tx, run_key, model_state)
 
 
+def _state_template(run: _Run):
+    """Shapes, dtypes and placement of a fresh TrainState, without running the init (a
+    data-dependent Flow++ init costs a compile and a forward pass): what Orbax restores to."""
+    key = jax.random.PRNGKey(run.config.seed)
+    batch = _init_batch(run)
+    model_state = run.model.init_model_state if run.model.init_model_state else (lambda: None)
+    shapes = jax.eval_shape(
+        lambda: steps.create_state(run.model.init(key, batch), run.tx, key, model_state()))
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
+                        shapes)
+
+
 def _restore_or_init(run: _Run, checkpointer: Checkpointer):
-    template = _fresh_state(run)
+    template = _state_template(run)
     restored, step = checkpointer.restore_latest(template)
     if restored is None:
         _say(f"No checkpoint in {checkpointer.directory}: starting from a data-dependent "
              f"init.", run.is_primary)
-        return run.parallel.put_state(template)
+        return run.parallel.put_state(_fresh_state(run))
     _say(f"Resumed from the checkpoint at step {step} in {checkpointer.directory}.",
          run.is_primary)
     return run.parallel.put_state(restored)
@@ -258,7 +271,7 @@ def _eval_and_write(run: _Run, state, step: int, writer) -> dict:
 def _load_for_inference(config, workdir):
     run = _setup(config, workdir)
     checkpointer = Checkpointer(workdir, save_every=1, keep=config.train.keep_checkpoints)
-    template = _fresh_state(run)
+    template = _state_template(run)
     state, step = checkpointer.restore_latest(template)
     checkpointer.close()
     if state is None:

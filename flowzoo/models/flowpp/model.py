@@ -23,15 +23,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from flowzoo.models.flowpp import flows
+from flowzoo.models.flowpp import flows, presets
 from flowzoo.training.model import Model, example_keys
 
-_DEFAULTS = dict(
-    filters=96, blocks=10, num_components=32, coupling="mixture", attention=True,
-    num_heads=4, dropout=0.2, steps_full=4, steps_channel=2, steps_squeezed=3, alpha=0.05,
-    dequantization="variational", dequant_filters=96, dequant_blocks=2, dequant_steps=4,
-    dequant_context_filters=32, dequant_context_blocks=3, iw_samples=16, iw_chunk=1,
-    sample_temperature=1.0)
+_DEFAULTS = presets.OFFICIAL_MODEL
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +53,8 @@ class _Cfg:
     iw_samples: int
     iw_chunk: int
     sample_temperature: float
+    scan_blocks: bool
+    remat: bool
 
 
 def _resolve(model_config) -> _Cfg:

@@ -14,8 +14,9 @@ Pieces:
     ``x + pos_emb``, dropout on its output, then a gated residual through a 1x1 conv.
   * :class:`GatedPointwise`: the no-attention ablation, a pointwise network of about the
     same size with the same gated residual.
-  * :class:`CouplingNet`: the coupling conditioner (3x3 conv -> blocks of
-    [gated conv, LayerNorm, attention, LayerNorm] -> 3x3 conv with init scale 0.1).
+  * :class:`GatedBlock`: gated conv -> LayerNorm -> attention -> LayerNorm.
+  * :class:`CouplingNet`: the coupling conditioner (3x3 conv -> ``blocks`` GatedBlocks,
+    optionally scanned and rematerialised -> 3x3 conv with init scale 0.1).
   * :class:`ContextNet`: the dequantizer's context network.
 
 Dropout is explicit: modules take ``dropout_key`` (None: deterministic) and every module
@@ -137,10 +138,43 @@ class GatedPointwise(nn.Module):
         return x + _gate(DDConv(2 * f, 1, init_scale=0.1, name="gate")(h))
 
 
+class GatedBlock(nn.Module):
+    """One conditioner block: gated conv -> LayerNorm -> attention (or pointwise) ->
+    LayerNorm.  ``block`` (an int, or a traced int under ``scan``) picks its dropout keys."""
+
+    filters: int
+    attention: bool = True
+    num_heads: int = 4
+    dropout_rate: float = 0.0
+
+    @nn.compact
+    def __call__(self, h, pos_emb, context, dropout_key, block):
+        key = _fold(dropout_key, block)
+        h = GatedConv(self.filters, 1, self.dropout_rate, name="conv")(h, context, _fold(key, 0))
+        h = nn.LayerNorm(epsilon=1e-5, name="norm_conv")(h)
+        if self.attention:
+            h = GatedAttention(self.num_heads, self.dropout_rate, name="attn")(
+                h, pos_emb, _fold(key, 1))
+        else:
+            h = GatedPointwise(self.dropout_rate, name="pointwise")(h, _fold(key, 1))
+        return nn.LayerNorm(epsilon=1e-5, name="norm_attn")(h)
+
+
+class _ScanBody(GatedBlock):
+    """``GatedBlock`` as a scan body: (carry h, block index) -> (h, None)."""
+
+    def __call__(self, h, pos_emb, context, dropout_key, block):
+        return super().__call__(h, pos_emb, context, dropout_key, block), None
+
+
 class CouplingNet(nn.Module):
     """Conditioner of one coupling: x1 (..., H, W, C1) -> (..., H, W, out_features).
 
     ``index`` is a static number unique to the coupling; it is folded into the dropout key.
+    ``scan_blocks``: the blocks run under ``nn.scan`` (parameters stacked on a leading axis
+    of length ``blocks``; one block body to compile instead of ``blocks``).  ``remat``: each
+    block's activations are recomputed in the backward pass instead of stored.  Neither
+    changes the function or the parameter count.
     """
 
     out_features: int
@@ -150,6 +184,8 @@ class CouplingNet(nn.Module):
     num_heads: int = 4
     dropout_rate: float = 0.0
     index: int = 0
+    scan_blocks: bool = False
+    remat: bool = False
 
     @nn.compact
     def __call__(self, x, context=None, dropout_key=None):
@@ -159,17 +195,19 @@ class CouplingNet(nn.Module):
         if self.attention:
             pos_emb = self.param("pos_emb", nn.initializers.normal(0.01),
                                  x.shape[-3:-1] + (self.filters,), jnp.float32)
-        for b in range(self.blocks):
-            bkey = _fold(key, b)
-            h = GatedConv(self.filters, 1, self.dropout_rate, name=f"conv_{b}")(
-                h, context, _fold(bkey, 0))
-            h = nn.LayerNorm(epsilon=1e-5, name=f"norm_conv_{b}")(h)
-            if self.attention:
-                h = GatedAttention(self.num_heads, self.dropout_rate, name=f"attn_{b}")(
-                    h, pos_emb, _fold(bkey, 1))
-            else:
-                h = GatedPointwise(self.dropout_rate, name=f"pointwise_{b}")(h, _fold(bkey, 1))
-            h = nn.LayerNorm(epsilon=1e-5, name=f"norm_attn_{b}")(h)
+        block_args = dict(filters=self.filters, attention=self.attention,
+                          num_heads=self.num_heads, dropout_rate=self.dropout_rate)
+        if self.scan_blocks:
+            body = nn.remat(_ScanBody) if self.remat else _ScanBody
+            scanned = nn.scan(body, variable_axes={"params": 0}, split_rngs={"params": True},
+                              in_axes=(nn.broadcast, nn.broadcast, nn.broadcast, 0),
+                              length=self.blocks)
+            h, _ = scanned(name="blocks", **block_args)(h, pos_emb, context, key,
+                                                         jnp.arange(self.blocks))
+        else:
+            block = nn.remat(GatedBlock) if self.remat else GatedBlock
+            for b in range(self.blocks):
+                h = block(name=f"block_{b}", **block_args)(h, pos_emb, context, key, b)
         return DDConv(self.out_features, 3, init_scale=0.1, name="proj_out")(h)
 
 

@@ -1,0 +1,181 @@
+"""Flow++ speed and memory: train step, evaluation and sampling at a given config.
+
+For each batch size it reports, as one JSON line:
+  * ``compile_s``: lowering + XLA compile of the train step (what the first step waits for);
+  * ``train_img_s``: images per second of the jitted train step (Adam, EMA, clipping: the
+    trainer's own ``train_step``), median over the timed steps;
+  * ``eval_img_s``: the single-sample bound plus round trip (the trainer's ``evaluate`` with
+    ``iw_samples=1``), and ``sample_img_s``: ``sample`` (z -> x through the exact inverse);
+  * ``train_temp_gib``: XLA's temporary buffer size for the train step (its activation and
+    workspace memory; ``memory_analysis``), and ``peak_rss_gib`` (CPU: the process's peak
+    resident set, measured in a fresh subprocess per batch size) or ``peak_device_gib`` (GPU);
+  * ``recon_error`` / ``dequant_recon_error``: max round-trip error on the batch;
+  * ``train_gflop``: XLA's FLOP count of one train step, and ``mfu`` given ``--peak_tflops``;
+  * ``train_cpu_cores_used``: process CPU seconds per wall second while timing the train
+    step (on a 2-core machine, well under 2 means other processes took the cores).
+
+    python experiments/benchmarks/flowpp.py                       # CIFAR-10 config, batch 4, 16
+    python experiments/benchmarks/flowpp.py --batch_sizes=16 --steps=3 \\
+        --override=model.remat=False --override=model.scan_blocks=False
+
+Images come from the config's dataset when it is on disk, else uniform random levels (the
+timing does not depend on pixel values: every loop in the model has a static trip count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+
+def _load_config(spec, overrides):
+    """``path[:arg]`` -> the config, as ``--config`` reads it, then ``key=json`` overrides."""
+    path, _, arg = spec.partition(":")
+    module_spec = importlib.util.spec_from_file_location("benchmark_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    config = module.get_config(arg or None)
+    with config.unlocked():
+        for item in overrides:
+            dotted, value = item.split("=", 1)
+            *parents, leaf = dotted.split(".")
+            node = config
+            for p in parents:
+                node = node[p]
+            node[leaf] = type(node[leaf])(json.loads(value)) if node[leaf] is not None \
+                else json.loads(value)
+    return config
+
+
+def _images(config, n):
+    from flowzoo import data
+    try:
+        ds = data.load(config.data.name, "train", source=config.data.source,
+                       data_dir=config.data.data_dir, manual_dir=config.data.manual_dir)
+        return ds.images[:n], ds.num_levels, f"{config.data.name} (real)"
+    except data.DataNotFoundError:
+        info = data.DATASETS[config.data.name]
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, info.num_levels, (n,) + tuple(info.shape), dtype=np.uint8)
+        return images, info.num_levels, "uniform random levels (data not on disk)"
+
+
+def _cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(fn, steps):
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def measure(args) -> dict:
+    """One batch size, in this process (run it in a fresh one for a clean peak RSS)."""
+    from flowzoo import models
+    from flowzoo.training import optim, steps
+
+    config = _load_config(args.config, args.override + ["model.iw_samples=1"])
+    batch_size = args.batch_size
+    images, num_levels, source = _images(config, max(batch_size, 16))
+    batch = {"image": images[:batch_size], "index": np.arange(batch_size, dtype=np.int32)}
+    model = models.build(config.model, images.shape[1:], num_levels)
+    tx = optim.make_optimizer(config.optim)
+    init_batch = {"image": images[:16], "index": np.arange(16, dtype=np.int32)}
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), init_batch)
+    state = steps.create_state(params, tx, jax.random.PRNGKey(1))
+    train = jax.jit(lambda s, b: steps.train_step(s, b, model=model, tx=tx,
+                                                  ema_decay=config.optim.ema_decay),
+                    donate_argnums=0)
+
+    start = time.perf_counter()
+    compiled = train.lower(state, batch).compile()
+    compile_s = time.perf_counter() - start
+    memory = compiled.memory_analysis()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float(cost.get("flops", 0.0)) if cost else 0.0
+
+    holder = [compiled(state, batch)[0]]  # the first step: state now donated and replaced
+
+    def one_train_step():
+        holder[0], metrics = compiled(holder[0], batch)
+        return metrics["loss"]
+
+    cpu_before, wall_before = _cpu_seconds(), time.perf_counter()
+    train_s = _timed(one_train_step, args.steps)
+    cpu_util = (_cpu_seconds() - cpu_before) / (time.perf_counter() - wall_before)
+    params = holder[0].ema_params
+
+    evaluate = jax.jit(model.evaluate)
+    key = jax.random.PRNGKey(2)
+    eval_out = jax.block_until_ready(evaluate(params, batch, key))
+    eval_s = _timed(lambda: evaluate(params, batch, key), args.steps)
+    sample = jax.jit(model.sample, static_argnums=2)
+    jax.block_until_ready(sample(params, key, batch_size))
+    sample_s = _timed(lambda: sample(params, key, batch_size), args.steps)
+    result = dict(
+        config=args.config, overrides=args.override, batch_size=batch_size, images=source,
+        compile_s=round(compile_s, 2), train_img_s=round(batch_size / train_s, 3),
+        train_step_s=round(train_s, 3), train_cpu_cores_used=round(cpu_util, 2), eval_img_s=round(batch_size / eval_s, 3),
+        sample_img_s=round(batch_size / sample_s, 3),
+        train_temp_gib=round(memory.temp_size_in_bytes / 2**30, 3) if memory else None,
+        recon_error=float(np.max(eval_out["recon_error"])),
+        dequant_recon_error=float(np.max(eval_out.get("dequant_recon_error", np.zeros(1)))),
+        train_gflop=round(flops / 1e9, 1), backend=jax.default_backend(),
+        device=str(jax.devices()[0].device_kind), machine=platform.machine(),
+        cpu_count=os.cpu_count())
+    stats = jax.devices()[0].memory_stats() if jax.default_backend() != "cpu" else None
+    if stats:
+        result["peak_device_gib"] = round(stats.get("peak_bytes_in_use", 0) / 2**30, 3)
+    result["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
+    if args.peak_tflops:
+        result["mfu"] = round(flops / train_s / (args.peak_tflops * 1e12), 4)
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=os.path.join(ROOT, "experiments", "configs",
+                                                         "flowpp_cifar10.py"))
+    parser.add_argument("--batch_sizes", default="4,16")
+    parser.add_argument("--batch_size", type=int, help=argparse.SUPPRESS)  # one, in-process
+    parser.add_argument("--steps", type=int, default=3, help="timed calls per measurement")
+    parser.add_argument("--override", action="append", default=[],
+                        help="dotted.key=json_value, e.g. model.remat=false")
+    parser.add_argument("--peak_tflops", type=float, default=0.0,
+                        help="device peak (dense, the dtype used) for model FLOP utilisation")
+    args = parser.parse_args()
+    if args.batch_size:
+        print(json.dumps(measure(args)), flush=True)
+        return
+    for size in (int(s) for s in args.batch_sizes.split(",")):
+        cmd = [sys.executable, os.path.abspath(__file__), f"--config={args.config}",
+               f"--batch_size={size}", f"--steps={args.steps}",
+               f"--peak_tflops={args.peak_tflops}"]
+        cmd += [f"--override={o}" for o in args.override]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode:
+            sys.exit(f"batch {size} failed:\n{out.stderr[-4000:]}")
+        print(out.stdout.strip().splitlines()[-1], flush=True)
+
+
+if __name__ == "__main__":
+    main()
