@@ -8,6 +8,7 @@ from flowzoo.models import flowpp, small_flow
 
 _BUILDERS = {"small_flow": small_flow.build}
 _BUILDERS["flowpp"] = flowpp.build
+_BUILDERS["vlae"] = __import__("flowzoo.models.vlae.model", fromlist=["build"]).build
 
 
 def build(model_config, image_shape, num_levels):
