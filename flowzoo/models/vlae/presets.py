@@ -1,0 +1,113 @@
+"""VLAE config presets shared by experiments/configs/vlae_*.py (binary images).
+
+The paper's binary-image model (one set of hyperparameters for all four datasets, tuned on
+static MNIST), its training settings, and two shrinks selected by the config argument:
+``:smoke`` (a tiny, seconds-long run for tests) and ``:cpu`` (the full architecture, 2,000
+steps: 7.3 minutes wall on 2 CPU cores with the default depth, see BUILD_NOTES.md).  The PixelCNN depth, which sets the
+decoder's receptive field, is ``--config.model.pixelcnn_layers=L`` (L masked 3x3 layers:
+L rows above, L columns either side).
+"""
+
+from flowzoo.models.vlae.model import BINARY_DEFAULTS
+from flowzoo.models.vlae.parts import ASSEMBLY_DEFAULTS
+from flowzoo.training.config import base_config
+
+PAPER_IW_SAMPLES = 4096  # the paper's NLL protocol: --mode=eval --config.model.iw_samples=4096
+
+
+def vlae_model(c):
+    """Fills ``c.model`` with the paper's binary-image VLAE (every key, so overrides from the
+    command line work on a locked config)."""
+    for key, value in {**ASSEMBLY_DEFAULTS, **BINARY_DEFAULTS}.items():
+        c.model[key] = value
+    c.model.name = "vlae"
+    c.model.family = "binary"
+
+
+def vlae_training(c):
+    """Adamax 0.002 and Polyak averaging 0.998 (the paper); batch size and length are not
+    stated in the paper: 64 and 300k steps (~380 epochs of 50k) are our choice."""
+    c.train.batch_size = 64
+    c.train.init_batch_size = 256
+    c.train.num_steps = 300_000
+    c.train.log_every = 200
+    c.train.eval_every = 10_000
+    c.train.checkpoint_every = 2_000
+    c.optim.name = "adamax"
+    c.optim.learning_rate = 2e-3
+    c.optim.warmup_steps = 0
+    c.optim.b1, c.optim.b2, c.optim.eps = 0.9, 0.999, 1e-8
+    c.optim.grad_clip = 0.0  # none in the IAF code; the loss is in nats per image
+    c.optim.ema_decay = 0.998
+    c.eval.batch_size = 100
+    c.eval.num_samples = 64
+
+
+def smoke(c):
+    """A tiny model of the same structure and a seconds-long run (tests)."""
+    m = c.model
+    m.channels = (4, 8)
+    m.blocks_between = 0
+    m.hidden = 32
+    m.latent = 8
+    m.pixelcnn_layers = 2
+    m.pixelcnn_filters = 4
+    m.prior_steps = 2
+    m.prior_hidden = 16
+    m.posterior_steps = 2
+    m.posterior_hidden = 16
+    m.posterior_context = 8
+    m.iw_samples = 4
+    m.iw_chunk = 2
+    c.train.batch_size = 16
+    c.train.num_steps = 30
+    c.train.init_batch_size = 64
+    c.train.log_every = 5
+    c.train.eval_every = 15
+    c.train.checkpoint_every = 15
+    c.optim.learning_rate = 3e-3
+    c.optim.ema_decay = 0.9
+    c.eval.batch_size = 32
+    c.eval.max_examples = 32
+    c.eval.num_samples = 4
+
+
+def cpu(c):
+    """The full architecture for 2,000 steps of batch 64 on 2 CPU cores (static MNIST:
+    437 s wall with pixelcnn_layers=6, final eval included); evaluates the EMA params on the
+    first 1,000 test images with 32 importance samples."""
+    c.train.batch_size = 64
+    c.train.num_steps = 2_000
+    c.train.log_every = 100
+    c.train.eval_every = 100_000  # only the final evaluation
+    c.train.checkpoint_every = 1_000
+    c.model.iw_samples = 32
+    c.model.iw_chunk = 8
+    c.optim.ema_decay = 0.99  # 0.998 averages over ~500 steps: too long for 3k steps
+    c.eval.batch_size = 100
+    c.eval.max_examples = 1_000
+    c.eval.num_samples = 16
+
+
+def finish(c, arg, name):
+    if arg == "smoke":
+        smoke(c)
+    elif arg == "cpu":
+        cpu(c)
+    elif arg:
+        raise ValueError(f"{name} takes no argument, 'smoke' or 'cpu', got {arg!r}.")
+    c.lock()
+    return c
+
+
+def config(dataset: str, arg, *, name: str, model=None, train=None, optim=None, data=None):
+    """The paper's settings on ``dataset``, then the given overrides, then ``:smoke``/``:cpu``."""
+    c = base_config()
+    c.data.name = dataset
+    vlae_model(c)
+    vlae_training(c)
+    for section, overrides in (("model", model), ("train", train), ("optim", optim),
+                               ("data", data)):
+        for key, value in (overrides or {}).items():
+            c[section][key] = value
+    return finish(c, arg, name)

@@ -1,0 +1,315 @@
+"""Binary-image VLAE: autoregressive masks and receptive fields (gradients), MADE / AF prior /
+IAF log-dets (float64 Jacobians), IW NLL vs ELBO on real binarized MNIST, a smoke run through
+the trainer, sampling / decompressions, jit/vmap safety and config errors.
+
+The real-data tests need ``$FLOWZOO_DATA_DIR/binarized_mnist`` and skip otherwise.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from flowzoo import data, models, training
+from flowzoo.models import vlae
+from flowzoo.models.vlae import made, model as vlae_model, pixelcnn
+
+CONFIGS = ("vlae_static_mnist", "vlae_dynamic_mnist", "vlae_caltech", "vlae_omniglot")
+
+
+def _config(name, arg=None):
+    return importlib.import_module(f"experiments.configs.{name}").get_config(arg)
+
+
+def _perturb(params, key, scale=0.3):
+    """Fresh random parameters: init values plus noise (no accidental zeros or identities)."""
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    return tree.unflatten([x + scale * jax.random.normal(k, x.shape, x.dtype)
+                           for x, k in zip(leaves, keys)])
+
+
+@functools.lru_cache(maxsize=None)
+def _binarized_mnist_test():
+    root = os.environ.get("FLOWZOO_DATA_DIR")
+    if not root or not os.path.isdir(os.path.join(root, "binarized_mnist")):
+        return None
+    return data.load("binarized_mnist", "test", source="files", data_dir=root)
+
+
+def _real_batch(n, offset=0):
+    ds = _binarized_mnist_test()
+    if ds is None:
+        pytest.skip("needs $FLOWZOO_DATA_DIR/binarized_mnist (the official .amat files)")
+    return {"image": jnp.asarray(ds.images[offset:offset + n]),
+            "index": jnp.arange(offset, offset + n, dtype=jnp.int32)}
+
+
+# ---- masks and receptive fields --------------------------------------------------------------
+
+@pytest.mark.parametrize("layers,share", [(2, False), (4, True)])
+def test_pixelcnn_is_autoregressive_with_the_configured_receptive_field(layers, share):
+    h, w, f = 9, 10, 3
+    net = pixelcnn.MaskedPixelCNN(feature_channels=f, layers=layers, filters=5,
+                                  share_weights=share)
+    k1, k2, k3, k4 = jax.random.split(jax.random.PRNGKey(layers), 4)
+    x = jax.random.bernoulli(k1, 0.5, (2, h, w, 1)).astype(jnp.uint8)
+    feats = jax.random.normal(k2, (2, h, w, f), jnp.float64)
+    params = _perturb(net.init(k3, x, feats), k4)
+    xf = jax.random.uniform(k1, (h, w, 1), jnp.float64)  # any real input: the grads are exact
+
+    def logits(img):
+        return net.logits(params, img[None], feats[:1])[0, ..., 0]
+
+    jac = np.asarray(jax.jacrev(logits)(xf))[..., 0]  # (h, w) outputs x (h, w) inputs
+    for r in range(h):
+        for c in range(w):
+            nonzero = jac[r, c] != 0
+            raster = np.arange(h * w).reshape(h, w)
+            assert not nonzero[raster >= r * w + c].any(), (r, c)  # at and after: exactly 0
+            np.testing.assert_array_equal(nonzero, pixelcnn.receptive_field(layers, h, w, r, c),
+                                          err_msg=f"pixel {(r, c)}, {layers} layers")
+    # The field grows with depth: L rows above, L columns either side (away from edges).
+    field = pixelcnn.receptive_field(layers, h, w, h - 1, w // 2)
+    rows = np.nonzero(field.any(axis=1))[0]
+    cols = np.nonzero(field.any(axis=0))[0]
+    assert rows.min() == h - 1 - layers and cols.min() == w // 2 - layers
+    assert cols.max() == w // 2 + layers
+
+
+def test_made_is_autoregressive_and_fully_connected_below_the_diagonal():
+    d = 6
+    net = made.MADE(d, hidden=(20, 20), mean_only=False)
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)
+    x = jax.random.normal(k1, (16, d), jnp.float64)
+    ctx = jax.random.normal(k2, (16, 3), jnp.float64)
+    params = _perturb(net.init(k3, x, ctx), k2, 0.1)
+    both = jax.jacfwd(lambda v, c: jnp.stack(net.apply(params, v[None], c[None]))[:, 0])
+    jac = np.asarray(jax.vmap(both)(x, ctx))  # (16, 2 outputs (mu, s), d, d)
+    upper = np.triu_indices(d)
+    assert np.all(jac[..., upper[0], upper[1]] == 0)  # output i never sees inputs j >= i
+    # Every j < i connection is used for some input (ReLU may zero it for one input).
+    assert np.all(np.abs(jac).sum(0)[:, np.tril_indices(d, -1)[0], np.tril_indices(d, -1)[1]]
+                  > 0)
+    # Float32 gradients stay finite although the first output column is all masked: with a
+    # '+ eps' inside the weight norm its backward pass multiplies 0 by an overflowed
+    # eps^-1.5 (NaN gradients in real training once the KL is above the free bits; a large
+    # cotangent makes this small case hit it too).
+    prior = made.AFPrior(d, steps=2, hidden=(20,))
+    z32 = x.astype(jnp.float32)
+    p32 = prior.init(k3, z32)
+    grads = jax.grad(lambda p: 1e10 * jnp.sum(prior.log_prob(p, z32)))(p32)
+    assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+    connect = functools.reduce(np.matmul, made.made_masks(d, (20, 20), 1))
+    np.testing.assert_array_equal(connect > 0, np.tril(np.ones((d, d)), -1).T > 0)
+
+
+@pytest.mark.parametrize("mean_only", [True, False])
+def test_af_prior_log_prob_matches_the_jacobian_and_inverts(mean_only):
+    d = 5
+    prior = made.AFPrior(d, steps=3, hidden=(16,), mean_only=mean_only)
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(1), 3)
+    z = jax.random.normal(k1, (8, d), jnp.float64)
+    params = _perturb(prior.init(k2, z), k3, 0.1)
+    u, log_det = prior.forward(params, z)
+    jacs = jax.vmap(jax.jacfwd(lambda v: prior.forward(params, v[None])[0][0]))(z)
+    expect = np.linalg.slogdet(np.asarray(jacs))[1]
+    np.testing.assert_allclose(log_det, expect, atol=1e-10)
+    if mean_only:
+        np.testing.assert_allclose(log_det, 0.0, atol=1e-10)
+    normal = -0.5 * jnp.sum(u ** 2, -1) - 0.5 * d * np.log(2 * np.pi)
+    np.testing.assert_allclose(prior.log_prob(params, z), normal + log_det, atol=1e-10)
+    np.testing.assert_allclose(prior.inverse(params, u), z, atol=1e-9)
+    # The flow is autoregressive along alternating orders: each step's Jacobian is triangular.
+    for k in range(3):
+        step = jax.jacfwd(lambda v: prior._step(params[k], k, v[None])[0][0])(z[0])
+        step = np.asarray(step)[::-1, ::-1] if k % 2 else np.asarray(step)
+        assert np.all(np.triu(step, 1) == 0)
+    samples = prior.sample(params, k1, 3)
+    assert samples.shape == (3, d) and np.all(np.isfinite(samples))
+
+
+def test_iaf_posterior_log_q_matches_the_jacobian():
+    d = 5
+    post = made.IAFPosterior(d, steps=3, hidden=(16,), mean_only=False)
+    k1, k2, k3, k4 = jax.random.split(jax.random.PRNGKey(2), 4)
+    mean = jax.random.normal(k1, (8, d), jnp.float64)
+    log_std = 0.3 * jax.random.normal(k2, (8, d), jnp.float64)
+    ctx = jax.random.normal(k3, (8, 4), jnp.float64)
+    params = _perturb(post.init(k4, mean, log_std, ctx), k1, 0.1)
+    z, log_q = post.sample_and_log_prob(params, k2, mean, log_std, ctx)
+    eps = jax.random.normal(k2, mean.shape, mean.dtype)  # the draw sample_and_log_prob makes
+
+    def flow(e, m, s, c):
+        return post.transform(params, (m + jnp.exp(s) * e)[None], c[None])[0][0]
+
+    jacs = jax.vmap(jax.jacfwd(flow))(eps, mean, log_std, ctx)  # d z / d eps
+    base = -0.5 * jnp.sum(eps ** 2, -1) - 0.5 * d * np.log(2 * np.pi)
+    np.testing.assert_allclose(z, jax.vmap(flow)(eps, mean, log_std, ctx), atol=1e-12)
+    np.testing.assert_allclose(log_q, base - np.linalg.slogdet(np.asarray(jacs))[1], atol=1e-9)
+
+
+# ---- the assembled model ---------------------------------------------------------------------
+
+def _tiny(**overrides):
+    cfg = dict(name="vlae", channels=(4,), blocks_between=0, hidden=24, latent=6, features=2,
+               pixelcnn_layers=2, pixelcnn_filters=4, prior_steps=2, prior_hidden=16,
+               posterior="iaf", posterior_steps=1, posterior_hidden=16, posterior_context=4,
+               iw_samples=4, iw_chunk=3)
+    return ml_collections.ConfigDict({**cfg, **overrides})
+
+
+@functools.lru_cache(maxsize=None)
+def _tiny_model_and_params():
+    batch = _real_batch(32, offset=100)
+    m = models.build(_tiny(), (28, 28, 1), 2)
+    params = jax.jit(m.init)(jax.random.PRNGKey(0), batch)
+    return m, params
+
+
+def test_iw_nll_is_never_worse_than_the_elbo_and_tightens_with_k():
+    batch = _real_batch(32)
+    m, params = _tiny_model_and_params()
+    parts = vlae.make_parts(_tiny(), (28, 28, 1), 2)
+    key = jax.random.PRNGKey(3)
+    k_single, k_iw = jax.random.split(key)  # as the model's evaluate splits its key
+    # One compiled function for every K (K traced, at most 64 samples, 16 per chunk).
+    iw = jax.jit(lambda k: vlae.iw_nll(parts, params, batch, k_iw, k, 16, max_samples=64))
+    means = []
+    for k in (1, 4, 8, 64):
+        nll, mean_w = iw(k)
+        assert np.all(np.isfinite(nll))
+        assert np.all(np.asarray(nll) <= -np.asarray(mean_w) + 1e-4)  # Jensen, per image
+        if k == 1:
+            np.testing.assert_allclose(nll, -mean_w, rtol=1e-6)
+        if k == 4:  # the model's own eval: K = 4 in chunks of 3 (the last one ragged)
+            ev = jax.jit(m.evaluate)(params, batch, key)
+            np.testing.assert_allclose(ev["nll_iw"], nll, rtol=1e-5)
+        means.append(float(jnp.mean(nll)))
+    assert means[0] > means[1] > means[2] > means[3], means
+    assert set(ev) == {"nll_iw", "neg_elbo", "kl", "recon"}
+    assert all(v.shape == (32,) for v in ev.values())
+    np.testing.assert_allclose(ev["neg_elbo"], ev["recon"] + ev["kl"], rtol=1e-6)
+    # The single-sample ELBO on the same images averages to the K = 1 IW value's level.
+    assert abs(float(jnp.mean(ev["neg_elbo"])) - means[0]) < 0.1 * means[0]
+
+
+def test_free_bits_floor_the_kl_and_the_true_kl_is_logged():
+    batch = _real_batch(32)
+    _, params = _tiny_model_and_params()
+    key = jax.random.PRNGKey(4)
+    m = models.build(_tiny(free_bits=1.0), (28, 28, 1), 2)  # 784 nats: far above the KL
+    (loss, metrics), grads = jax.jit(jax.value_and_grad(m.loss, has_aux=True))(params, batch,
+                                                                              key)
+    np.testing.assert_allclose(metrics["neg_elbo"], metrics["recon"] + metrics["kl"],
+                               rtol=1e-6)
+    assert 0.0 < float(metrics["kl"]) < 784.0  # the true KL is logged, not the floor
+    np.testing.assert_allclose(loss, metrics["recon"] + 784.0, rtol=1e-6)
+    # KL inside the floor: no gradient reaches the prior; the decoder still learns.
+    assert all(float(jnp.max(jnp.abs(g))) == 0.0 for g in jax.tree.leaves(grads["prior"]))
+    assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grads["decoder"])) > 0
+    m0 = models.build(_tiny(free_bits=0.0), (28, 28, 1), 2)
+    loss0, metrics0 = jax.jit(m0.loss)(params, batch, key)
+    np.testing.assert_allclose(loss0, metrics0["neg_elbo"], rtol=1e-6)
+
+
+def test_band_sampling_equals_full_network_sampling():
+    m, params = _tiny_model_and_params()
+    parts = vlae.make_parts(_tiny(), (28, 28, 1), 2)
+    z = jax.random.normal(jax.random.PRNGKey(5), (3, 6), jnp.float32)
+    feats = parts.decoder.apply(params["decoder"], z)
+    key = jax.random.PRNGKey(6)
+    band = jax.jit(parts.likelihood.sample)(params["likelihood"], key, feats)
+    full_net = parts.likelihood.__class__(**{**parts.likelihood.__dict__,
+                                             "band_sampling": False})
+    full = jax.jit(full_net.sample)(params["likelihood"], key, feats)
+    np.testing.assert_array_equal(band, full)
+    assert band.dtype == jnp.uint8 and set(np.unique(band)) <= {0, 1}
+
+
+def test_samples_and_decompressions_are_binary_images_and_jit_vmap_safe():
+    batch = _real_batch(32)
+    m, params = _tiny_model_and_params()
+    key = jax.random.PRNGKey(7)
+    samples = jax.jit(m.sample, static_argnums=2)(params, key, 5)
+    assert samples.shape == (5, 28, 28, 1) and samples.dtype == jnp.uint8
+    assert set(np.unique(samples)) <= {0, 1}
+    recon = jax.jit(m.reconstruct)(params, batch, key)
+    assert recon.shape == batch["image"].shape and recon.dtype == jnp.uint8
+    assert set(np.unique(recon)) <= {0, 1}
+    # vmap over single images gives the batched values (per-example keys, no batch mixing).
+    ev_jit = jax.jit(m.evaluate)(params, batch, key)
+    parts = vlae.make_parts(_tiny(), (28, 28, 1), 2)
+    k_single = jax.random.split(key)[0]
+
+    def one(img, i):
+        recon, kl = vlae_model.elbo_terms(parts, params, {"image": img[None],
+                                                          "index": i[None]}, k_single)
+        return recon[0] + kl[0]
+
+    per_image = jax.jit(jax.vmap(one))(batch["image"][:8], batch["index"][:8])
+    np.testing.assert_allclose(per_image, ev_jit["neg_elbo"][:8], rtol=2e-4, atol=1e-3)
+
+
+def test_factorized_bernoulli_and_normal_prior_options_build_and_run():
+    batch = _real_batch(8)
+    m = models.build(_tiny(likelihood="bernoulli", prior="normal", posterior="diag"),
+                     (28, 28, 1), 2)
+    params = jax.jit(m.init)(jax.random.PRNGKey(0), batch)
+    assert set(params["prior"]) == set() and "first" not in params["likelihood"]
+    loss, metrics = jax.jit(m.loss)(params, batch, jax.random.PRNGKey(1))
+    assert np.isfinite(loss) and np.isfinite(float(metrics["kl"]))
+    # Diagonal q and N(0, I): the single-sample KL averages near the analytic KL.
+    parts = vlae.make_parts(_tiny(likelihood="bernoulli", prior="normal", posterior="diag"),
+                            (28, 28, 1), 2)
+    mean, log_std, _ = parts.encoder.apply(params["encoder"], parts.x_scale(batch["image"]))
+    analytic = 0.5 * jnp.sum(mean ** 2 + jnp.exp(2 * log_std) - 1 - 2 * log_std, -1)
+    assert np.all(analytic >= 0)
+
+
+def test_bad_configs_fail_naming_the_fix():
+    with pytest.raises(KeyError, match="pixelcnn_layers"):
+        models.build(_tiny(pixelcnn_layer=3), (28, 28, 1), 2)
+    with pytest.raises(ValueError, match="binarization"):
+        models.build(_tiny(), (28, 28, 1), 256)
+    with pytest.raises(ValueError, match="posterior"):
+        models.build(_tiny(posterior="flow"), (28, 28, 1), 2)
+
+
+# ---- configs and a run through the trainer ---------------------------------------------------
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_configs_describe(name):
+    info = training.describe(_config(name, "smoke"))
+    assert info["model"] == "vlae" and info["num_params"] > 0
+    full = _config(name)
+    assert full.optim.name == "adamax" and full.optim.learning_rate == 0.002
+    assert full.optim.ema_decay == 0.998 and full.model.free_bits == 0.01
+    assert full.model.pixelcnn_share_weights == (name == "vlae_static_mnist")
+    with pytest.raises(ValueError, match="smoke"):
+        _config(name, "tiny")
+
+
+def test_smoke_config_trains_on_real_binarized_mnist(tmp_path):
+    _real_batch(1)  # skips without the data
+    config = _config("vlae_static_mnist", "smoke")
+    with config.unlocked():
+        config.data.data_dir = os.environ["FLOWZOO_DATA_DIR"]
+        config.data.source = "files"
+        config.parallel = "jit"
+    summary = training.train_and_evaluate(config, str(tmp_path))
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    losses = [r["loss"] for r in rows if r["split"] == "train"]
+    assert len(losses) >= 3 and losses[-1] < losses[0] - 50, losses
+    ev = summary["eval"]
+    assert np.isfinite(ev["nll_iw"]) and ev["nll_iw"] <= ev["neg_elbo"] + 1.0
+    assert os.path.exists(summary["reconstructions_png"])
+    assert os.path.exists(summary["samples_png"])
