@@ -32,6 +32,27 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
+def assemble(dataset: str, arg: str, *, name: str, defaults, presets, overrides=None):
+    """A locked experiment config: :func:`base_config` with ``data.name = dataset``, then each
+    function in ``defaults`` (a model family's settings), then ``overrides``
+    (``{"model": {...}, "train": {...}}``), then the preset named by the config argument
+    (``file.py:smoke``); ``presets`` maps argument names to functions editing the config."""
+    c = base_config()
+    c.data.name = dataset
+    for fill in defaults:
+        fill(c)
+    for section, values in (overrides or {}).items():
+        for key, value in (values or {}).items():
+            c[section][key] = value
+    if arg in presets:
+        presets[arg](c)
+    elif arg:
+        choices = ", ".join(repr(k) for k in presets)
+        raise ValueError(f"{name} takes no argument or one of {choices}; got {arg!r}.")
+    c.lock()
+    return c
+
+
 def _check_keys(config, template, prefix):
     for key in config.keys():
         path = f"{prefix}{key}"

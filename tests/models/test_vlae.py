@@ -130,7 +130,7 @@ def test_af_prior_log_prob_matches_the_jacobian_and_inverts(mean_only):
     np.testing.assert_allclose(prior.inverse(params, u), z, atol=1e-9)
     # The flow is autoregressive along alternating orders: each step's Jacobian is triangular.
     for k in range(3):
-        step = jax.jacfwd(lambda v: prior._step(params[k], k, v[None])[0][0])(z[0])
+        step = jax.jacfwd(lambda v: prior.step(params[k], k, v[None])[0][0])(z[0])
         step = np.asarray(step)[::-1, ::-1] if k % 2 else np.asarray(step)
         assert np.all(np.triu(step, 1) == 0)
     samples = prior.sample(params, k1, 3)

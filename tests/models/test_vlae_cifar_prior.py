@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowzoo.models.vlae.cifar_prior import CifarAFPrior, GaussianPosterior, PixelCNNStep
+from flowzoo.models.vlae.autoregressive import DiagonalPosterior
+from flowzoo.models.vlae.cifar_prior import CifarAFPrior, PixelCNNStep
 
 SHAPE = (3, 3, 4)
 DIM = math.prod(SHAPE)
@@ -120,7 +121,7 @@ def test_paper_prior_shape_and_mask_density():
 
 def test_gaussian_posterior_log_density():
     mean, log_std = _fresh(8, n=2), 0.3 * _fresh(9, n=2)
-    z, log_q = GaussianPosterior().sample_and_log_prob({}, jax.random.PRNGKey(0), mean,
+    z, log_q = DiagonalPosterior().sample_and_log_prob({}, jax.random.PRNGKey(0), mean,
                                                        log_std, None)
     std = jnp.exp(log_std)
     want = jnp.sum(-0.5 * ((z - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi),

@@ -7,7 +7,6 @@ import subprocess
 
 import jax
 import numpy as np
-import pytest
 
 from flowzoo.training import trainer
 from tests.training.helpers import ROOT, SMOKE, final_params, run_main, smoke_config

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import importlib
 import json
-import pathlib
 
 import jax.numpy as jnp
 import pytest
 
 from flowzoo import models, training
-from flowzoo.training import Model, trainer
+from flowzoo.training import trainer
 from tests.training.helpers import ROOT, run_main, smoke_config
 
 CONFIGS = sorted(p.stem for p in (ROOT / "experiments" / "configs").glob("*.py")

@@ -5,7 +5,7 @@ paper), a ``smoke`` shrink for tests, and :func:`config` which the experiment
 files call with their dataset and overrides.
 """
 
-from flowzoo.training.config import base_config
+from flowzoo.training.config import assemble
 
 PAPER_IW_SAMPLES = 4096
 
@@ -114,24 +114,8 @@ def cpu(c):
 PRESETS = {"smoke": smoke, "cpu": cpu}
 
 
-def finish(c, arg, name):
-    if arg in PRESETS:
-        PRESETS[arg](c)
-    elif arg:
-        raise ValueError(f"{name} takes no argument, 'smoke' or 'cpu', got {arg!r}.")
-    c.lock()
-    return c
-
-
-
 def config(dataset: str, arg, *, name: str, model=None, train=None, optim=None, data=None):
-    """The official settings on ``dataset``, then the given overrides, then ``:smoke``."""
-    c = base_config()
-    c.data.name = dataset
-    flowpp_model(c)
-    flowpp_training(c)
-    for section, overrides in (("model", model), ("train", train), ("optim", optim),
-                               ("data", data)):
-        for key, value in (overrides or {}).items():
-            c[section][key] = value
-    return finish(c, arg, name)
+    """The official settings on ``dataset``, then the given overrides, then ``:smoke``/``:cpu``."""
+    return assemble(dataset, arg, name=name, defaults=(flowpp_model, flowpp_training),
+                    presets=PRESETS,
+                    overrides=dict(model=model, train=train, optim=optim, data=data))

@@ -3,7 +3,7 @@
 Components (Chen et al. 2017, CIFAR-10 section):
 * encoder / decoder: ``cifar_nets`` (ResNet, or DenseNet with ``block='densenet'``);
 * prior: ``cifar_prior.CifarAFPrior``, 6 mean-only PixelCNN AF steps on the 8x8x16 latent;
-* posterior: a diagonal Gaussian (``cifar_prior.GaussianPosterior``);
+* posterior: a diagonal Gaussian (``autoregressive.DiagonalPosterior``);
 * likelihood: ``cifar_pixelcnnpp.CifarPixelCNNpp``, receptive field ``receptive_field``
   (A, B) in {(4, 2), (5, 3), (7, 4)}, optionally ``grayscale``.
 
@@ -20,7 +20,8 @@ import jax.numpy as jnp
 
 from flowzoo.models.vlae.cifar_nets import CifarDecoder, CifarEncoder
 from flowzoo.models.vlae.cifar_pixelcnnpp import CifarPixelCNNpp
-from flowzoo.models.vlae.cifar_prior import CifarAFPrior, GaussianPosterior
+from flowzoo.models.vlae.autoregressive import DiagonalPosterior
+from flowzoo.models.vlae.cifar_prior import CifarAFPrior
 from flowzoo.models.vlae.parts import ASSEMBLY_DEFAULTS, VLAEParts
 
 CIFAR_DEFAULTS = dict(
@@ -102,5 +103,5 @@ def cifar_parts(cfg, image_shape, num_levels) -> VLAEParts:
                                  int(c["pixelcnn_filters"]), int(c["pixelcnn_blocks"]),
                                  int(c["num_mixtures"]), bool(c["grayscale"]),
                                  bool(c["channel_coupled"]))
-    return VLAEParts(encoder, decoder, likelihood, prior, GaussianPosterior(), latent_shape,
+    return VLAEParts(encoder, decoder, likelihood, prior, DiagonalPosterior(), latent_shape,
                      cifar_scale(num_levels))

@@ -1,4 +1,4 @@
-"""The VLAE CIFAR-10 AF prior on an (h, w, c) latent (8x8x16) and a diagonal posterior.
+"""The VLAE CIFAR-10 AF prior on an (h, w, c) latent (8x8x16).
 
 Each AF step is a masked PixelCNN that is autoregressive over the flattened (row, column,
 channel) order of the latent: output element (i, j, c) sees every channel of the positions
@@ -17,33 +17,19 @@ Step: ``hidden`` = (128, 128) maps, ELU, output conv (init scale 0.1) giving the
 
     u_{k+1} = (u_k - mu_k(u_k)) * exp(-s_k(u_k)),   log p(z) = log N(u_K; 0, I) - sum s
 
-Steps with odd k work on the reversed order (the latent flipped on all three axes).
-Sampling inverts the steps last to first, each by ``h*w*c`` fixed-point passes
-(``lax.fori_loop``; pass t fixes element t, so the result is exact).
+Steps with odd k work on the reversed order (the latent flipped on all three axes).  The flow,
+its log-det and its ``h*w*c``-pass exact inverse are ``autoregressive.AutoregressiveFlowPrior``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from flowzoo.models.vlae.autoregressive import AutoregressiveFlowPrior
 from flowzoo.models.vlae.layers import WNConv
-
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-
-
-def _sum_event(x):
-    return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)
-
-
-def normal_log_prob(u):
-    """log N(u; 0, I) summed over all but the batch axis: (B, ...) -> (B,)."""
-    return _sum_event(-0.5 * jnp.square(u) - _HALF_LOG_2PI)
-
 
 def pixelcnn_mask(kernel: int, in_deg, out_deg, strict: bool):
     """(kernel, kernel, I, O) 0/1 mask: raster-order past fully, centre by degrees."""
@@ -55,11 +41,6 @@ def pixelcnn_mask(kernel: int, in_deg, out_deg, strict: bool):
     centre = in_deg[:, None] < out_deg[None, :] if strict else in_deg[:, None] <= out_deg[None, :]
     mask[mid, mid] = centre
     return mask
-
-
-def _flip(x, k):
-    """Odd steps see the reversed (row, column, channel) order."""
-    return x[:, ::-1, ::-1, ::-1] if k % 2 else x
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +93,7 @@ class PixelCNNStep:
 
 
 @dataclasses.dataclass(frozen=True)
-class CifarAFPrior:
+class CifarAFPrior(AutoregressiveFlowPrior):
     """AF prior on (B, *latent_shape) latents, ``steps`` PixelCNN steps (module docstring)."""
 
     latent_shape: tuple = (8, 8, 16)
@@ -129,77 +110,10 @@ class CifarAFPrior:
             raise ValueError(f"CifarAFPrior: kernel must be odd, got {self.kernel}.")
 
     @property
+    def event_shape(self):
+        return tuple(self.latent_shape)
+
+    @property
     def net(self):
         return PixelCNNStep(self.latent_shape[-1], tuple(self.hidden), self.kernel,
                             self.mean_only)
-
-    def _check(self, z, what):
-        if z.ndim != 4 or tuple(z.shape[1:]) != tuple(self.latent_shape):
-            raise ValueError(f"CifarAFPrior.{what} expects z (B, *{tuple(self.latent_shape)}), "
-                             f"got shape {tuple(z.shape)}.")
-
-    def step(self, params, k, u):
-        """Density direction of step k: (u_next, s or None)."""
-        mu, s = self.net.apply(params, _flip(u, k))
-        mu = _flip(mu, k)
-        if s is None:
-            return u - mu, None
-        s = _flip(s, k)
-        return (u - mu) * jnp.exp(-s), s
-
-    def init(self, key, z):
-        self._check(z, "init")
-        params, u = [], z
-        for k in range(self.steps):
-            p = self.net.init(jax.random.fold_in(key, k), _flip(u, k))
-            params.append(p)
-            u, _ = self.step(p, k, u)
-        return params
-
-    def forward(self, params, z):
-        """z -> (u_K, log|det du_K/dz| (B,))."""
-        u, log_det = z, jnp.zeros(z.shape[:1], z.dtype)
-        for k, p in enumerate(params):
-            u, s = self.step(p, k, u)
-            if s is not None:
-                log_det = log_det - _sum_event(s)
-        return u, log_det
-
-    def log_prob(self, params, z):
-        self._check(z, "log_prob")
-        u, log_det = self.forward(params, z)
-        return normal_log_prob(u) + log_det
-
-    def inverse(self, params, u):
-        """u_K -> z: each step inverted by h*w*c fixed-point passes (exact)."""
-        num = math.prod(self.latent_shape)
-        for k in reversed(range(len(params))):
-            p = params[k]
-
-            def body(_, x, p=p, k=k, target=u):
-                mu, s = self.net.apply(p, _flip(x, k))
-                scale = 1.0 if s is None else jnp.exp(_flip(s, k))
-                return target * scale + _flip(mu, k)
-
-            u = jax.lax.fori_loop(0, num, body, jnp.zeros_like(u))
-        return u
-
-    def sample(self, params, key, n):
-        dtype = jax.tree.leaves(params)[0].dtype if jax.tree.leaves(params) else jnp.float32
-        return self.inverse(params, jax.random.normal(key, (n,) + tuple(self.latent_shape),
-                                                      dtype))
-
-
-@dataclasses.dataclass(frozen=True)
-class GaussianPosterior:
-    """q(z|x) = N(mean, exp(log_std)^2) on latents of any shape; ignores the context."""
-
-    def init(self, key, mean, log_std, context):
-        del key, mean, log_std, context
-        return {}
-
-    def sample_and_log_prob(self, params, key, mean, log_std, context):
-        del params, context
-        eps = jax.random.normal(key, mean.shape, mean.dtype)
-        z = mean + jnp.exp(log_std) * eps
-        return z, normal_log_prob(eps) - _sum_event(log_std)

@@ -5,11 +5,9 @@ units degrees ``1 + (k mod (D - 1))``, output i sees inputs of degree < i only. 
 (IAF posterior) enters the first hidden layer through an unmasked dense layer, as in IAF.
 Outputs: per dimension a shift ``mu`` and, unless ``mean_only``, a log-scale ``s``.
 
-AF prior (density direction, steps k = 0..K-1, ``u_0 = z``):
-    u_{k+1} = (u_k - mu_k(u_k)) * exp(-s_k(u_k)),   log p(z) = log N(u_K; 0, I) - sum_k s_k
-Sampling inverts the steps last to first; inverting one step is sequential over the D
-dimensions (a ``lax.fori_loop`` of D fixed-point passes, exact after D passes).  Mean-only
-steps (s = 0) are volume preserving, as in VLAE.
+AF prior: ``autoregressive.AutoregressiveFlowPrior`` with MADE steps (the flow, its log-det
+and its D-pass sequential inverse are described there).  Mean-only steps (s = 0) are volume
+preserving, as in VLAE.
 
 IAF posterior (Kingma et al. 2016): z_0 = mean + exp(log_std) * eps, then
     z_{k+1} = z_k * exp(s_k(z_k, c)) + mu_k(z_k, c),   log q = log N(eps) - sum log_std - sum s
@@ -19,15 +17,14 @@ one parallel pass per step.  Both flows reverse the variable order every other s
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flowzoo.models.vlae.autoregressive import (AutoregressiveFlowPrior, DiagonalPosterior,
+                                                flip_order, normal_log_prob)
 from flowzoo.models.vlae.layers import WNDense
-
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def made_masks(dim: int, hidden: tuple, outputs_per_dim: int):
@@ -94,15 +91,6 @@ class MADE:
         return self._split(h)
 
 
-def _normal_log_prob(u):
-    return jnp.sum(-0.5 * jnp.square(u) - _HALF_LOG_2PI, axis=-1)
-
-
-def _flip(x, k):
-    """Steps with odd k see the variables in reversed order."""
-    return x[..., ::-1] if k % 2 else x
-
-
 @dataclasses.dataclass(frozen=True)
 class StandardNormalPrior:
     """p(z) = N(0, I) on (B, *latent_shape)."""
@@ -116,7 +104,7 @@ class StandardNormalPrior:
 
     def log_prob(self, params, z):
         del params
-        return _normal_log_prob(z.reshape(z.shape[0], -1))
+        return normal_log_prob(z)
 
     def sample(self, params, key, n):
         del params
@@ -124,8 +112,9 @@ class StandardNormalPrior:
 
 
 @dataclasses.dataclass(frozen=True)
-class AFPrior:
-    """Autoregressive-flow prior on (B, D): ``steps`` MADE steps (see the module docstring)."""
+class AFPrior(AutoregressiveFlowPrior):
+    """Autoregressive-flow prior on (B, D): ``steps`` MADE steps, order reversed every other
+    step (see ``autoregressive.py``)."""
 
     dim: int
     steps: int = 4
@@ -133,71 +122,12 @@ class AFPrior:
     mean_only: bool = True
 
     @property
-    def made(self):
+    def event_shape(self):
+        return (self.dim,)
+
+    @property
+    def net(self):
         return MADE(self.dim, tuple(self.hidden), self.mean_only)
-
-    def _step(self, params, k, u):
-        """Density direction of step k: (u_next, s or None)."""
-        mu, s = self.made.apply(params, _flip(u, k))
-        mu, s = _flip(mu, k), (None if s is None else _flip(s, k))
-        out = u - mu
-        return (out, None) if s is None else (out * jnp.exp(-s), s)
-
-    def init(self, key, z):
-        params = []
-        u = z
-        for k in range(self.steps):
-            p = self.made.init(jax.random.fold_in(key, k), _flip(u, k))
-            params.append(p)
-            u, _ = self._step(p, k, u)
-        return params
-
-    def forward(self, params, z):
-        """z -> (u_K, sum of log|du/dz|) in the density direction."""
-        u, log_det = z, jnp.zeros(z.shape[:-1], z.dtype)
-        for k, p in enumerate(params):
-            u, s = self._step(p, k, u)
-            if s is not None:
-                log_det = log_det - jnp.sum(s, axis=-1)
-        return u, log_det
-
-    def log_prob(self, params, z):
-        u, log_det = self.forward(params, z)
-        return _normal_log_prob(u) + log_det
-
-    def inverse(self, params, u):
-        """u_K -> z: each step inverted with D sequential passes (lax.fori_loop)."""
-        for k in reversed(range(len(params))):
-            p = params[k]
-
-            def body(_, x, p=p, k=k, target=u):
-                mu, s = self.made.apply(p, _flip(x, k))
-                mu = _flip(mu, k)
-                scale = 1.0 if s is None else jnp.exp(_flip(s, k))
-                return target * scale + mu
-
-            u = jax.lax.fori_loop(0, self.dim, body, jnp.zeros_like(u))
-        return u
-
-    def sample(self, params, key, n):
-        dtype = jax.tree.leaves(params)[0].dtype if jax.tree.leaves(params) else jnp.float32
-        return self.inverse(params, jax.random.normal(key, (n, self.dim), dtype))
-
-
-@dataclasses.dataclass(frozen=True)
-class DiagonalPosterior:
-    """q(z|x) = N(mean, exp(log_std)^2); ignores the context."""
-
-    def init(self, key, mean, log_std, context):
-        del key, mean, log_std, context
-        return {}
-
-    def sample_and_log_prob(self, params, key, mean, log_std, context):
-        del params, context
-        eps = jax.random.normal(key, mean.shape, mean.dtype)
-        z = mean + jnp.exp(log_std) * eps
-        log_q = _normal_log_prob(eps) - jnp.sum(log_std, axis=-1)
-        return z, log_q
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,11 +144,11 @@ class IAFPosterior:
         return MADE(self.dim, tuple(self.hidden), self.mean_only)
 
     def _step(self, params, k, z, context):
-        mu, s = self.made.apply(params, _flip(z, k), context)
-        mu = _flip(mu, k)
+        mu, s = self.made.apply(params, flip_order(z, k), context)
+        mu = flip_order(mu, k)
         if s is None:
             return z + mu, None
-        s = _flip(s, k)
+        s = flip_order(s, k)
         return z * jnp.exp(s) + mu, s
 
     def transform(self, params, z0, context):
@@ -235,7 +165,7 @@ class IAFPosterior:
                                                         mean.shape, mean.dtype)
         params = []
         for k in range(self.steps):
-            p = self.made.init(jax.random.fold_in(key, k), _flip(z, k), context)
+            p = self.made.init(jax.random.fold_in(key, k), flip_order(z, k), context)
             params.append(p)
             z, _ = self._step(p, k, z, context)
         return params

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from flowzoo.models.vlae import made, pixelcnn, resnet
+from flowzoo.models.vlae.autoregressive import DiagonalPosterior
 from flowzoo.models.vlae.parts import ASSEMBLY_DEFAULTS, VLAEParts
 from flowzoo.training.model import Model, example_keys
 
@@ -121,7 +122,7 @@ def binary_parts(model_config, image_shape, num_levels) -> VLAEParts:
                                       (int(c["posterior_hidden"]),) * int(c["posterior_layers"]),
                                       bool(c["posterior_mean_only"]))
     else:
-        posterior = made.DiagonalPosterior()
+        posterior = DiagonalPosterior()
     return VLAEParts(encoder, decoder, likelihood, prior, posterior, (latent,), binary_scale)
 
 

@@ -10,7 +10,7 @@ L rows above, L columns either side).
 
 from flowzoo.models.vlae.model import BINARY_DEFAULTS
 from flowzoo.models.vlae.parts import ASSEMBLY_DEFAULTS
-from flowzoo.training.config import base_config
+from flowzoo.training.config import assemble
 
 PAPER_IW_SAMPLES = 4096  # the paper's NLL protocol: --mode=eval --config.model.iw_samples=4096
 
@@ -89,25 +89,11 @@ def cpu(c):
     c.eval.num_samples = 16
 
 
-def finish(c, arg, name):
-    if arg == "smoke":
-        smoke(c)
-    elif arg == "cpu":
-        cpu(c)
-    elif arg:
-        raise ValueError(f"{name} takes no argument, 'smoke' or 'cpu', got {arg!r}.")
-    c.lock()
-    return c
+PRESETS = {"smoke": smoke, "cpu": cpu}
 
 
 def config(dataset: str, arg, *, name: str, model=None, train=None, optim=None, data=None):
     """The paper's settings on ``dataset``, then the given overrides, then ``:smoke``/``:cpu``."""
-    c = base_config()
-    c.data.name = dataset
-    vlae_model(c)
-    vlae_training(c)
-    for section, overrides in (("model", model), ("train", train), ("optim", optim),
-                               ("data", data)):
-        for key, value in (overrides or {}).items():
-            c[section][key] = value
-    return finish(c, arg, name)
+    return assemble(dataset, arg, name=name, defaults=(vlae_model, vlae_training),
+                    presets=PRESETS,
+                    overrides=dict(model=model, train=train, optim=optim, data=data))
