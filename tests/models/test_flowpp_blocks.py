@@ -72,3 +72,33 @@ def test_data_dependent_init_under_scan_normalises_each_block():
         np.testing.assert_allclose(jnp.var(out, axis=(0, 1, 2)), 1.0, rtol=1e-3)
     kernels = params["params"]["blocks"]["conv"]["conv_in"]["kernel"]
     assert not np.allclose(kernels[0], kernels[1])  # one weight draw per block
+
+
+def test_conv_same_gradients_equal_autodiff_of_the_plain_convolution():
+    """``nets.conv_same`` writes its gradients by hand (a fast path for XLA:CPU inside
+    ``nn.scan``); they must equal autodiff of ``lax.conv_general_dilated``, for square and
+    non-square odd kernels and non-square images."""
+    rng = np.random.default_rng(11)
+    for kh, kw in ((3, 3), (1, 3), (5, 3)):
+        x = jnp.asarray(rng.normal(size=(2, 6, 5, 4)), jnp.float64)
+        kernel = jnp.asarray(rng.normal(size=(kh, kw, 4, 7)), jnp.float64)
+        weights = jnp.asarray(rng.normal(size=(2, 6, 5, 7)), jnp.float64)
+
+        def plain(x, k):
+            return jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",
+                                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+        def loss(conv):
+            return lambda x, k: jnp.sum(jnp.tanh(conv(x, k)) * weights)
+
+        np.testing.assert_allclose(nets.conv_same(x, kernel), plain(x, kernel), rtol=1e-12)
+        got = jax.grad(loss(nets.conv_same), argnums=(0, 1))(x, kernel)
+        want = jax.grad(loss(plain), argnums=(0, 1))(x, kernel)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+        # The rule batches (vmap over kernels) and jits to the same numbers.
+        kernels = jnp.stack([kernel, -0.5 * kernel])
+        got_v = jax.jit(jax.vmap(jax.grad(loss(nets.conv_same), argnums=1),
+                                 in_axes=(None, 0)))(x, kernels)
+        want_v = jax.vmap(jax.grad(loss(plain), argnums=1), in_axes=(None, 0))(x, kernels)
+        np.testing.assert_allclose(got_v, want_v, rtol=1e-10, atol=1e-12)
