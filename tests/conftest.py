@@ -7,9 +7,10 @@ data-parallel compilation.  Both must be set before JAX creates its backend.
 
 The tests' tiny models spend most of their time in XLA's CPU compiler, so LLVM
 optimisation is turned off (``--xla_backend_optimization_level=0``): compiles take
-about half as long and results are the same (it changes code generation, not the
-arithmetic; see BUILD_NOTES.md).  Subprocesses the tests launch inherit it.  Set
-XLA_FLAGS yourself to choose otherwise.
+less than half as long.  Code generation differs, so results can differ from the default
+level in the last bits; tests that compare two runs give both the same XLA_FLAGS (see
+BUILD_NOTES.md).  Subprocesses the tests launch inherit it.  Set XLA_FLAGS yourself to
+choose otherwise.
 """
 
 import os
