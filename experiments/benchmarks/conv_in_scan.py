@@ -1,7 +1,7 @@
 """Gradient of a stack of 3x3 convolutions, scanned vs unrolled, autodiff vs ``conv_same``.
 
 Why this exists: on XLA's CPU backend the kernel gradient that autodiff emits for
-``lax.conv_general_dilated`` runs about 20x slower inside a while loop (``lax.scan``,
+``lax.conv_general_dilated`` runs 10-20x slower inside a while loop (``lax.scan``,
 ``nn.scan``) than outside one.  Flow++ scans its conditioner blocks, so
 ``flowzoo.models.flowpp.nets.conv_same`` writes the gradients by hand.  Rerun this after a
 JAX upgrade: when the ``autodiff`` rows agree, ``conv_same`` is no longer needed.
@@ -27,12 +27,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from flowzoo.models.flowpp.nets import conv_same  # noqa: E402
-
-
-def autodiff_conv(x, kernel):
-    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+from flowzoo.models.flowpp.nets import conv_nhwc, conv_same  # noqa: E402
 
 
 def loss_fn(conv, scanned):
@@ -61,7 +56,7 @@ def main():
     x = jax.random.normal(jax.random.PRNGKey(0), (args.batch, 32, 16, features))
     kernels = 0.03 * jax.random.normal(jax.random.PRNGKey(1),
                                        (args.layers, 3, 3, 2 * features, features))
-    for name, conv in (("autodiff", autodiff_conv), ("conv_same", conv_same)):
+    for name, conv in (("autodiff", conv_nhwc), ("conv_same", conv_same)):
         for scanned in (True, False):
             grad = jax.jit(jax.grad(loss_fn(conv, scanned), argnums=(0, 1)))
             jax.block_until_ready(grad(kernels, x))

@@ -48,7 +48,7 @@ def _fold(key, i):
     return None if key is None else jax.random.fold_in(key, i)
 
 
-def _conv_nhwc(x, kernel):
+def conv_nhwc(x, kernel):
     """'SAME' stride-1 convolution, (N, H, W, I) x (kh, kw, I, O) -> (N, H, W, O)."""
     return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -56,17 +56,17 @@ def _conv_nhwc(x, kernel):
 
 @jax.custom_vjp
 def conv_same(x, kernel):
-    """``_conv_nhwc`` with hand-written gradients: kh*kw matmuls for the kernel and a plain
+    """``conv_nhwc`` with hand-written gradients: kh*kw matmuls for the kernel and a plain
     forward convolution with the flipped kernel for the input.  Same values as autodiff.  Why:
     inside a while loop (``nn.scan`` over blocks) XLA's CPU backend runs the kernel gradient
-    that autodiff emits about 20x slower than outside one (BUILD_NOTES.md, Flow++ speed).
+    that autodiff emits 10-20x slower than outside one (BUILD_NOTES.md, Flow++ speed).
     Being a ``custom_vjp``, it supports reverse mode only: use ``jax.jacrev``, not
     ``jax.jacfwd``, for Jacobians through a Flow++ conditioner."""
-    return _conv_nhwc(x, kernel)
+    return conv_nhwc(x, kernel)
 
 
 def _conv_same_fwd(x, kernel):
-    return _conv_nhwc(x, kernel), (x, kernel)
+    return conv_nhwc(x, kernel), (x, kernel)
 
 
 def _conv_same_bwd(saved, dy):
@@ -76,7 +76,7 @@ def _conv_same_bwd(saved, dy):
     xp = jnp.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
     d_kernel = jnp.stack([jnp.stack([jnp.einsum("nhwi,nhwo->io", xp[:, i:i + h, j:j + w], dy)
                                      for j in range(kw)]) for i in range(kh)])
-    d_x = _conv_nhwc(dy, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))
+    d_x = conv_nhwc(dy, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))
     return d_x, d_kernel
 
 
