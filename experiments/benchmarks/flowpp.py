@@ -2,6 +2,7 @@
 
 For each batch size it reports, as one JSON line:
   * ``compile_s``: lowering + XLA compile of the train step (what the first step waits for);
+    ``init_s``: the data-dependent init on 16 images, compile included (waited for once);
   * ``train_img_s``: images per second of the jitted train step (Adam, EMA, clipping: the
     trainer's own ``train_step``), median over the timed steps;
   * ``eval_img_s``: the single-sample bound plus round trip (the trainer's ``evaluate`` with
@@ -10,7 +11,8 @@ For each batch size it reports, as one JSON line:
     workspace memory; ``memory_analysis``), and ``peak_rss_gib`` (CPU: the process's peak
     resident set, measured in a fresh subprocess per batch size) or ``peak_device_gib`` (GPU);
   * ``recon_error`` / ``dequant_recon_error``: max round-trip error on the batch;
-  * ``train_gflop``: XLA's FLOP count of one train step, and ``mfu`` given ``--peak_tflops``;
+  * ``train_gflop``: matmul + convolution FLOPs of one train step without remat (counted on
+    its jaxpr, loops times their length), and ``mfu`` from it given ``--peak_tflops``;
   * ``train_cpu_cores_used``: process CPU seconds per wall second while timing the train
     step (on a 2-core machine, well under 2 means other processes took the cores).
 
@@ -18,8 +20,10 @@ For each batch size it reports, as one JSON line:
     python experiments/benchmarks/flowpp.py --batch_sizes=16 --steps=3 \\
         --override=model.remat=False --override=model.scan_blocks=False
 
-Images come from the config's dataset when it is on disk, else uniform random levels (the
-timing does not depend on pixel values: every loop in the model has a static trip count).
+Images are uniform random levels by default (the timing does not depend on pixel values:
+every loop in the model has a static trip count); ``--images=dataset`` loads the config's
+dataset instead (through its loader, which may download it), falling back to random levels
+when it is found nowhere.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import time
 
 import jax
 import numpy as np
+from jax.extend import core as jax_core
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
@@ -60,17 +65,43 @@ def _load_config(spec, overrides):
     return config
 
 
-def _images(config, n):
+def _images(config, n, source):
     from flowzoo import data
+    info = data.DATASETS[config.data.name]
+    if source == "random":
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, info.num_levels, (n,) + tuple(info.shape), dtype=np.uint8)
+        return images, info.num_levels, "uniform random levels"
     try:
         ds = data.load(config.data.name, "train", source=config.data.source,
                        data_dir=config.data.data_dir, manual_dir=config.data.manual_dir)
         return ds.images[:n], ds.num_levels, f"{config.data.name} (real)"
     except data.DataNotFoundError:
-        info = data.DATASETS[config.data.name]
-        rng = np.random.default_rng(0)
-        images = rng.integers(0, info.num_levels, (n,) + tuple(info.shape), dtype=np.uint8)
-        return images, info.num_levels, "uniform random levels (data not on disk)"
+        images, num_levels, _ = _images(config, n, "random")
+        return images, num_levels, "uniform random levels (the dataset was found nowhere)"
+
+
+def _jaxpr_flops(jaxpr) -> float:
+    """Matmul and convolution FLOPs of a jaxpr (2 per multiply-add), loop bodies counted
+    ``length`` times.  XLA's own count sees a loop body once, so it undercounts a scanned
+    model; this is the count for model FLOP utilisation (elementwise work left out)."""
+    total = 0.0
+    for eqn in jaxpr.eqns:
+        name, params = eqn.primitive.name, eqn.params
+        if name == "dot_general":
+            (contract, _), _ = params["dimension_numbers"]
+            lhs = eqn.invars[0].aval.shape
+            total += 2.0 * np.prod(eqn.outvars[0].aval.shape) * np.prod(
+                [lhs[d] for d in contract])
+        elif name == "conv_general_dilated":
+            rhs = eqn.invars[1].aval.shape
+            spec = params["dimension_numbers"].rhs_spec  # (out, in, spatial...)
+            per_output = rhs[spec[1]] * np.prod([rhs[d] for d in spec[2:]])
+            total += 2.0 * np.prod(eqn.outvars[0].aval.shape) * per_output
+        multiplier = params.get("length", 1) if name == "scan" else 1
+        for sub in jax_core.jaxprs_in_params(params):
+            total += multiplier * _jaxpr_flops(sub)
+    return total
 
 
 def _cpu_seconds():
@@ -94,12 +125,14 @@ def measure(args) -> dict:
 
     config = _load_config(args.config, args.override + ["model.iw_samples=1"])
     batch_size = args.batch_size
-    images, num_levels, source = _images(config, max(batch_size, 16))
+    images, num_levels, source = _images(config, max(batch_size, 16), args.images)
     batch = {"image": images[:batch_size], "index": np.arange(batch_size, dtype=np.int32)}
     model = models.build(config.model, images.shape[1:], num_levels)
     tx = optim.make_optimizer(config.optim)
     init_batch = {"image": images[:16], "index": np.arange(16, dtype=np.int32)}
-    params = jax.jit(model.init)(jax.random.PRNGKey(0), init_batch)
+    start = time.perf_counter()
+    params = jax.block_until_ready(jax.jit(model.init)(jax.random.PRNGKey(0), init_batch))
+    init_s = time.perf_counter() - start
     state = steps.create_state(params, tx, jax.random.PRNGKey(1))
     train = jax.jit(lambda s, b: steps.train_step(s, b, model=model, tx=tx,
                                                   ema_decay=config.optim.ema_decay),
@@ -109,9 +142,12 @@ def measure(args) -> dict:
     compiled = train.lower(state, batch).compile()
     compile_s = time.perf_counter() - start
     memory = compiled.memory_analysis()
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops = float(cost.get("flops", 0.0)) if cost else 0.0
+    # Model FLOPs: the same step without remat (its recomputation is not model work).
+    no_remat = _load_config(args.config, args.override + ["model.iw_samples=1",
+                                                          "model.remat=false"])
+    flop_model = models.build(no_remat.model, images.shape[1:], num_levels)
+    flops = _jaxpr_flops(jax.make_jaxpr(lambda s, b: steps.train_step(
+        s, b, model=flop_model, tx=tx, ema_decay=config.optim.ema_decay))(state, batch).jaxpr)
 
     holder = [compiled(state, batch)[0]]  # the first step: state now donated and replaced
 
@@ -133,7 +169,7 @@ def measure(args) -> dict:
     sample_s = _timed(lambda: sample(params, key, batch_size), args.steps)
     result = dict(
         config=args.config, overrides=args.override, batch_size=batch_size, images=source,
-        compile_s=round(compile_s, 2), train_img_s=round(batch_size / train_s, 3),
+        init_s=round(init_s, 2), compile_s=round(compile_s, 2), train_img_s=round(batch_size / train_s, 3),
         train_step_s=round(train_s, 3), train_cpu_cores_used=round(cpu_util, 2), eval_img_s=round(batch_size / eval_s, 3),
         sample_img_s=round(batch_size / sample_s, 3),
         train_temp_gib=round(memory.temp_size_in_bytes / 2**30, 3) if memory else None,
@@ -158,6 +194,8 @@ def main():
     parser.add_argument("--batch_sizes", default="4,16")
     parser.add_argument("--batch_size", type=int, help=argparse.SUPPRESS)  # one, in-process
     parser.add_argument("--steps", type=int, default=3, help="timed calls per measurement")
+    parser.add_argument("--images", choices=("random", "dataset"), default="random",
+                        help="random levels, or the config's dataset (may download it)")
     parser.add_argument("--override", action="append", default=[],
                         help="dotted.key=json_value, e.g. model.remat=false")
     parser.add_argument("--peak_tflops", type=float, default=0.0,
@@ -169,7 +207,7 @@ def main():
     for size in (int(s) for s in args.batch_sizes.split(",")):
         cmd = [sys.executable, os.path.abspath(__file__), f"--config={args.config}",
                f"--batch_size={size}", f"--steps={args.steps}",
-               f"--peak_tflops={args.peak_tflops}"]
+               f"--peak_tflops={args.peak_tflops}", f"--images={args.images}"]
         cmd += [f"--override={o}" for o in args.override]
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode:

@@ -10,13 +10,16 @@ from flowzoo.bijectors.image_to_logit import ImageToLogit
 from flowzoo.bijectors.mixture_cdf import LogisticMixtureCDF, MixtureCDFInner
 from flowzoo.bijectors.per_half import PerHalf
 from flowzoo.bijectors.permute import Permute, Reverse
+from flowzoo.bijectors.scan_chain import ScanChain
 from flowzoo.bijectors.sigmoid import Logit, Sigmoid
 from flowzoo.bijectors.splits import ChannelSplit, CheckerboardSplit, StripeSplit
 from flowzoo.bijectors.squeeze import Squeeze
+from flowzoo.bijectors.swap_halves import SwapHalves
 
 __all__ = [
     "ActNorm", "Affine", "AffineInner", "Bijector", "Chain", "ChannelSplit",
     "CheckerboardSplit", "Conditioner", "Coupling", "ImageToLogit", "Invert",
     "Invertible1x1Conv", "LUInvertible1x1Conv", "Logit", "LogisticMixtureCDF",
-    "MixtureCDFInner", "PerHalf", "Permute", "Reverse", "Sigmoid", "Squeeze", "StripeSplit",
+    "MixtureCDFInner", "PerHalf", "Permute", "Reverse", "ScanChain", "Sigmoid", "Squeeze",
+    "StripeSplit", "SwapHalves",
 ]

@@ -59,6 +59,14 @@ class Bijector:
         jax.eval_shape(lambda v: self.forward((), v, **context), x)
         return ()
 
+    def init_and_forward(self, key: Array, x: Array, **context) -> tuple[Params, Array, Array]:
+        """``(params, y, log_det)``: ``init`` and then ``forward`` on the same batch.
+
+        Compositions (Chain, ScanChain) override it so that a data-dependent init runs the
+        forward pass once, not once per level of nesting."""
+        params = self.init(key, x, **context)
+        return (params,) + tuple(self.forward(params, x, **context))
+
     def init_inverse(self, key: Array, y: Array, **context) -> Params:
         """Like ``init`` but from an example of forward outputs ``y``."""
         return self.init(key, y, **context)

@@ -37,13 +37,17 @@ class Chain(Bijector):
                 raise TypeError(f"Chain: item {i} is a {type(b).__name__}, not a Bijector.")
         object.__setattr__(self, "bijectors", bijectors)
 
-    def init(self, key, x, **context):
-        params = []
-        for b, k in zip(self.bijectors, jax.random.split(key, len(self.bijectors))):
-            p = b.init(k, x, **context)
-            x, _ = b.forward(p, x, **context)
+    def init_and_forward(self, key, x, **context):
+        params, total = [], None
+        for i, (b, k) in enumerate(zip(self.bijectors, jax.random.split(key, len(self.bijectors)))):
+            p, x, log_det = b.init_and_forward(k, x, **context)
+            _check_log_det_shape(total, log_det, i, b)
+            total = log_det if total is None else total + log_det
             params.append(p)
-        return tuple(params)
+        return tuple(params), x, total
+
+    def init(self, key, x, **context):
+        return self.init_and_forward(key, x, **context)[0]
 
     def init_inverse(self, key, y, **context):
         keys = jax.random.split(key, len(self.bijectors))

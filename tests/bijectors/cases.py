@@ -129,6 +129,14 @@ _image_chain = fb.Chain([
     _coupling(fb.ChannelSplit(), fb.AffineInner(), 4 * 2, swap=True),
 ])
 
+# A Flow++-like step (norm, 1x1 conv, coupling, swap) repeated under lax.scan.
+_scan_step = fb.Chain([
+    fb.PerHalf(fb.StripeSplit(), fb.ActNorm(per="element")),
+    fb.PerHalf(fb.StripeSplit(), fb.Invertible1x1Conv()),
+    _coupling(fb.StripeSplit(), fb.MixtureCDFInner(num_components=3), 2 * 11),
+    fb.SwapHalves(fb.StripeSplit()),
+])
+
 _vector_context_coupling = fb.Coupling(
     split=fb.ChannelSplit(num_first=2), conditioner=_mlp_conditioner(3 * 5),
     inner=fb.MixtureCDFInner(num_components=1), event_ndims=1)
@@ -180,6 +188,14 @@ CASES = [
                     context_fn=lambda k, d: {"context": _normal(k, (BATCH, 3), d)}), 3),
     Case("coupling_pure_function_conditioner", fb.Coupling,
          _from_init(_vector_context_coupling, VEC), 1),
+    Case("swap_halves_stripes", fb.SwapHalves, _from_init(fb.SwapHalves(fb.StripeSplit()), IMG), 3),
+    Case("swap_halves_vector_channels", fb.SwapHalves,
+         _from_init(fb.SwapHalves(fb.ChannelSplit(), event_ndims=1), (BATCH, 6)), 1),
+    Case("scan_chain_flow_steps", fb.ScanChain,
+         _from_init(fb.ScanChain(_scan_step, 2), IMG, pert=0.05), 3),
+    Case("scan_chain_unrolled_context", fb.ScanChain,
+         _from_init(fb.ScanChain(fb.Chain([fb.Affine(event_ndims=1), _vector_context_coupling]),
+                                 2, unroll=True), VEC, pert=0.1), 1),
     Case("chain_image_flow", fb.Chain, _from_init(_image_chain, IMG, pert=0.05), 3),
     Case("invert_actnorm", fb.Invert,
          _from_init(fb.Invert(fb.ActNorm(per="channel")), IMG, pert=0.2), 3),

@@ -180,7 +180,10 @@ def test_init_is_pure_and_jittable(case):
     eager = bijector.init(key, x, **ctx)
     jitted = jax.jit(lambda k, v, c: bijector.init(k, v, **c))(key, x, ctx)
     jax.tree.map(lambda a, b: _close(a, b, 1e-5), eager, jitted)
-    y, _ = bijector.forward(eager, x, **ctx)
+    y, log_det = bijector.forward(eager, x, **ctx)
+    # init_and_forward (which compositions override) is init, then forward.
+    jax.tree.map(lambda a, b: _close(a, b, 1e-5), bijector.init_and_forward(key, x, **ctx),
+                 (eager, y, log_det))
     shapes = jax.tree.map(jnp.shape, bijector.init_inverse(key, y, **ctx))
     assert shapes == jax.tree.map(jnp.shape, eager)
 

@@ -70,14 +70,22 @@ def test_affine_coupling_ablation_parameter_count():
 
 def test_structure_per_element_actnorm_and_one_pointwise_matrix_per_half():
     shapes = _describe("flowpp_cifar10")["shapes"]
-    # Step 1 at 32x32x3 (stripe halves 32x16x3): ActNorm per element, a 3x3 matrix per half.
-    assert shapes["['main'][1][0]['scale']"] == [32, 16, 3]
-    assert shapes["['main'][2][0]['kernel']"] == [3, 3]
-    assert shapes["['main'][2][1]['kernel']"] == [3, 3]
+    # main: ImageToLogit, 4 stripe steps (one ScanChain: parameters stacked on axis 0),
+    # squeeze, 2 channel steps, 3 stripe steps, the swap that puts the halves back.
+    # A step is (ActNorm per half, 1x1 conv per half, coupling, swap).
+    # At 32x32x3 (stripe halves 32x16x3): ActNorm per element, a 3x3 matrix per half.
+    assert shapes["['main'][1][0][0]['scale']"] == [4, 32, 16, 3]
+    assert shapes["['main'][1][1][0]['kernel']"] == [4, 3, 3]
+    assert shapes["['main'][1][1][1]['kernel']"] == [4, 3, 3]
+    assert shapes["['main'][1][2]['params']['pos_emb']"] == [4, 32, 16, 96]
     # After the squeeze: channel halves 16x16x6, then stripe halves 16x8x12.
-    assert shapes["['main'][15][0]['kernel']"] == [6, 6]
-    assert shapes["['main'][21][1]['kernel']"] == [12, 12]
-    assert shapes["['main'][3]['params']['pos_emb']"] == [32, 16, 96]
+    assert shapes["['main'][3][1][0]['kernel']"] == [2, 6, 6]
+    assert shapes["['main'][4][1][1]['kernel']"] == [3, 12, 12]
+    assert shapes["['main'][4][0][1]['scale']"] == [3, 16, 8, 12]
+    # Blocks stacked inside each coupling network: (steps, blocks, ...).
+    assert shapes["['main'][4][2]['params']['blocks']['attn']['qkv']['kernel']"] == [
+        3, 10, 1, 1, 96, 288]
+    assert not any(k.startswith("['main'][5]") for k in shapes)  # the swap: no parameters
 
 
 @pytest.mark.parametrize("arg", [None, "smoke"])

@@ -10,10 +10,11 @@ Main flow (data -> latent, the normalizing direction):
 
 with no dimensions factored out; the latent is the whole H/2 x W/2 x 4C tensor.  One step
 is ActNorm (per element) on each half -> 1x1 conv on each half (its own C_half x C_half
-matrix per half, never mixing the halves) -> coupling -> swap.  The official code keeps the
-two halves as a tuple between a split and its merge and flips the tuple after every
-coupling; here the split is re-applied by every layer (it is a fixed, exact permutation)
-and the flip is the coupling's ``swap`` on every other step, which is the same map.
+matrix per half, never mixing the halves) -> coupling -> swap of the halves, as in the
+official code, which keeps the halves as a tuple and flips it after every coupling.  Here
+the image stays merged (the split is a fixed, exact permutation re-applied by every layer)
+and the steps of each group run as one ``ScanChain``: one step body to compile, parameters
+stacked on a leading axis of length ``steps``.
 
 Dequantizer q(u | x): a context network on x, then a noise flow
 eps ~ N(0, I) -> 4 x [ActNorm, 1x1 conv, coupling fed the context] -> sigmoid -> u.
@@ -42,17 +43,27 @@ def coupling_inner(cfg):
     raise ValueError(f"config.model.coupling must be 'mixture' or 'affine', got {cfg.coupling!r}.")
 
 
-def flow_steps(num_steps, split, half_channels, inner, net_kwargs, first_index):
-    """``num_steps`` Flow++ steps on one split; coupling networks get indices
-    ``first_index, first_index + 1, ...`` (for dropout keys)."""
-    layers = []
-    for i in range(num_steps):
-        net = nets.CouplingNet(out_features=half_channels * inner.num_params,
-                               index=first_index + i, **net_kwargs)
-        layers += [fb.PerHalf(split, fb.ActNorm(per="element")),
-                   fb.PerHalf(split, fb.Invertible1x1Conv(init_kind="identity_noise",
-                                                       noise_scale=1e-3)),
-                   fb.Coupling(split, net, inner, swap=bool(i % 2))]
+def flow_steps(num_steps, split, half_channels, inner, net_kwargs, index, scan=True):
+    """``num_steps`` Flow++ steps on one split, as one :class:`~flowzoo.bijectors.ScanChain`
+    (compiled once; ``scan=False`` unrolls it, the same function and parameters).
+
+    One step: ActNorm per half -> 1x1 conv per half -> coupling (x2 given x1) -> swap the
+    halves, so the next step transforms the other half (the official code's tuple flip).
+    After an odd number of steps one more swap puts the halves back in place.  ``index``
+    (static) and the step number (folded into the dropout key) pick the dropout masks.
+    """
+    if num_steps == 0:
+        return []
+    net = nets.CouplingNet(out_features=half_channels * inner.num_params, index=index,
+                           **net_kwargs)
+    step = fb.Chain((fb.PerHalf(split, fb.ActNorm(per="element")),
+                     fb.PerHalf(split, fb.Invertible1x1Conv(init_kind="identity_noise",
+                                                            noise_scale=1e-3)),
+                     fb.Coupling(split, net, inner),
+                     fb.SwapHalves(split)))
+    layers = [fb.ScanChain(step, num_steps, fold_keys=("dropout_key",), unroll=not scan)]
+    if num_steps % 2:
+        layers.append(fb.SwapHalves(split))
     return layers
 
 
@@ -74,10 +85,10 @@ def main_flow(cfg, image_shape, num_levels) -> fb.Chain:
                       scan_blocks=cfg.scan_blocks, remat=cfg.remat)
     n1, n2, n3 = cfg.steps_full, cfg.steps_channel, cfg.steps_squeezed
     layers = [fb.ImageToLogit(num_levels=num_levels, alpha=cfg.alpha)]
-    layers += flow_steps(n1, fb.StripeSplit(), c, inner, net_kwargs, 0)
+    layers += flow_steps(n1, fb.StripeSplit(), c, inner, net_kwargs, 0, cfg.scan_steps)
     layers += [fb.Squeeze(factor=2)]
-    layers += flow_steps(n2, fb.ChannelSplit(), 2 * c, inner, net_kwargs, n1)
-    layers += flow_steps(n3, fb.StripeSplit(), 4 * c, inner, net_kwargs, n1 + n2)
+    layers += flow_steps(n2, fb.ChannelSplit(), 2 * c, inner, net_kwargs, 1, cfg.scan_steps)
+    layers += flow_steps(n3, fb.StripeSplit(), 4 * c, inner, net_kwargs, 2, cfg.scan_steps)
     return fb.Chain(tuple(layers))
 
 
@@ -139,7 +150,8 @@ def variational_dequantizer(cfg, image_shape, num_levels) -> VariationalDequanti
     net_kwargs = dict(filters=cfg.dequant_filters, blocks=cfg.dequant_blocks,
                       attention=cfg.attention, num_heads=cfg.num_heads,
                       dropout_rate=cfg.dropout, scan_blocks=cfg.scan_blocks, remat=cfg.remat)
-    layers = flow_steps(cfg.dequant_steps, fb.StripeSplit(), c, inner, net_kwargs, 100)
+    layers = flow_steps(cfg.dequant_steps, fb.StripeSplit(), c, inner, net_kwargs, 100,
+                        cfg.scan_steps)
     layers += [fb.Sigmoid(event_ndims=3)]
     context_net = nets.ContextNet(filters=cfg.dequant_context_filters,
                                   blocks=cfg.dequant_context_blocks, dropout_rate=cfg.dropout)

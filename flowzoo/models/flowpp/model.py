@@ -54,6 +54,7 @@ class _Cfg:
     iw_chunk: int
     sample_temperature: float
     scan_blocks: bool
+    scan_steps: bool
     remat: bool
 
 

@@ -19,15 +19,18 @@ Pieces:
     optionally scanned and rematerialised -> 3x3 conv with init scale 0.1).
   * :class:`ContextNet`: the dequantizer's context network.
 
-Dropout is explicit: modules take ``dropout_key`` (None: deterministic) and every module
-folds in a static index, so no two dropout sites share a mask.
+Dropout is explicit: modules take ``dropout_key`` (None: deterministic); every network folds
+in a static index and every block its number, so no two dropout sites share a mask.
 """
 
 from __future__ import annotations
 
+import itertools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 
 _INIT_STD = 0.05
 
@@ -36,12 +39,33 @@ def concat_elu(x):
     return jax.nn.elu(jnp.concatenate([x, -x], axis=-1))
 
 
-def dropout(x, rate, key):
-    """Inverted dropout; identity when ``key`` is None or ``rate`` is 0."""
+DROPOUT_MASK = "flowpp_dropout_mask"
+# Rematerialised blocks keep their dropout masks (one byte per element) rather than draw
+# them again in the backward pass: every random-bit generator site is several LLVM modules
+# of threefry rounds in a CPU compile (BUILD_NOTES.md, Flow++ compile time).
+REMAT_POLICY = jax.checkpoint_policies.save_only_these_names(DROPOUT_MASK)
+
+
+def keep_masks(key, rate, shape):
+    """Boolean keep-masks (True with probability 1 - rate), or None when dropout is off.
+    One draw serves all dropout sites of a block (split on the channel axis), so a block
+    body holds one random-bit generator, not one per site."""
     if key is None or rate <= 0.0:
+        return None
+    return checkpoint_name(jax.random.bernoulli(key, 1.0 - rate, shape), DROPOUT_MASK)
+
+
+def dropout(x, rate, keep):
+    """Inverted dropout with a given keep-mask; identity when ``keep`` is None."""
+    if keep is None:
         return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
     return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
+
+
+def _split_mask(keep, sizes):
+    if keep is None:
+        return (None,) * len(sizes)
+    return tuple(jnp.split(keep, list(itertools.accumulate(sizes))[:-1], axis=-1))
 
 
 def _fold(key, i):
@@ -128,11 +152,12 @@ class GatedConv(nn.Module):
     dropout_rate: float = 0.0
 
     @nn.compact
-    def __call__(self, x, context=None, dropout_key=None):
+    def __call__(self, x, context=None, keep=None):
+        """``keep``: None, or the dropout keep-mask of shape (..., 2 * features)."""
         h = DDConv(self.features, 3, name="conv_in")(concat_elu(x))
         if context is not None:
             h = h + DDConv(self.features, 1, name="context_proj")(concat_elu(context))
-        h = dropout(concat_elu(h), self.dropout_rate, dropout_key)
+        h = dropout(concat_elu(h), self.dropout_rate, keep)
         h = DDConv(2 * self.features, self.second_kernel_size, init_scale=0.1,
                    name="conv_out")(h)
         return x + _gate(h)
@@ -143,7 +168,7 @@ class GatedAttention(nn.Module):
     dropout_rate: float = 0.0
 
     @nn.compact
-    def __call__(self, x, pos_emb, dropout_key=None):
+    def __call__(self, x, pos_emb, keep=None):
         *lead, h, w, f = x.shape
         if f % self.num_heads:
             raise ValueError(f"GatedAttention: {f} filters are not divisible by "
@@ -155,7 +180,7 @@ class GatedAttention(nn.Module):
         logits = jnp.einsum("...qhd,...khd->...hqk", q, k) / jnp.sqrt(float(d)).astype(x.dtype)
         weights = jax.nn.softmax(logits, axis=-1)
         out = jnp.einsum("...hqk,...khd->...qhd", weights, v).reshape(x.shape)
-        out = dropout(out, self.dropout_rate, dropout_key)
+        out = dropout(out, self.dropout_rate, keep)
         return x + _gate(DDConv(2 * f, 1, init_scale=0.1, name="gate")(out))
 
 
@@ -166,16 +191,22 @@ class GatedPointwise(nn.Module):
     dropout_rate: float = 0.0
 
     @nn.compact
-    def __call__(self, x, dropout_key=None):
+    def __call__(self, x, keep=None):
         f = x.shape[-1]
         h = jax.nn.elu(DDConv(2 * f, 1, name="hidden")(x))
-        h = dropout(h, self.dropout_rate, dropout_key)
+        h = dropout(h, self.dropout_rate, keep)
         return x + _gate(DDConv(2 * f, 1, init_scale=0.1, name="gate")(h))
+
+
+def block_mask_widths(filters, attention):
+    """Channels of one block's dropout masks: (gated conv, attention or pointwise)."""
+    return (2 * filters, filters if attention else 2 * filters)
 
 
 class GatedBlock(nn.Module):
     """One conditioner block: gated conv -> LayerNorm -> attention (or pointwise) ->
-    LayerNorm.  ``block`` (an int, or a traced int under ``scan``) picks its dropout keys."""
+    LayerNorm.  ``block`` (an int, or a traced int under ``scan``) is folded into the
+    dropout key; one mask draw (widths ``block_mask_widths``) serves both dropout sites."""
 
     filters: int
     attention: bool = True
@@ -184,14 +215,17 @@ class GatedBlock(nn.Module):
 
     @nn.compact
     def __call__(self, h, pos_emb, context, dropout_key, block):
-        key = _fold(dropout_key, block)
-        h = GatedConv(self.filters, 1, self.dropout_rate, name="conv")(h, context, _fold(key, 0))
+        widths = block_mask_widths(self.filters, self.attention)
+        keep = keep_masks(_fold(dropout_key, block), self.dropout_rate,
+                          h.shape[:-1] + (sum(widths),))
+        keep_conv, keep_mix = _split_mask(keep, widths)
+        h = GatedConv(self.filters, 1, self.dropout_rate, name="conv")(h, context, keep_conv)
         h = nn.LayerNorm(epsilon=1e-5, name="norm_conv")(h)
         if self.attention:
             h = GatedAttention(self.num_heads, self.dropout_rate, name="attn")(
-                h, pos_emb, _fold(key, 1))
+                h, pos_emb, keep_mix)
         else:
-            h = GatedPointwise(self.dropout_rate, name="pointwise")(h, _fold(key, 1))
+            h = GatedPointwise(self.dropout_rate, name="pointwise")(h, keep_mix)
         return nn.LayerNorm(epsilon=1e-5, name="norm_attn")(h)
 
 
@@ -233,14 +267,14 @@ class CouplingNet(nn.Module):
         block_args = dict(filters=self.filters, attention=self.attention,
                           num_heads=self.num_heads, dropout_rate=self.dropout_rate)
         if self.scan_blocks:
-            body = nn.remat(_ScanBody) if self.remat else _ScanBody
+            body = nn.remat(_ScanBody, policy=REMAT_POLICY) if self.remat else _ScanBody
             scanned = nn.scan(body, variable_axes={"params": 0}, split_rngs={"params": True},
                               in_axes=(nn.broadcast, nn.broadcast, nn.broadcast, 0),
                               length=self.blocks)
             h, _ = scanned(name="blocks", **block_args)(h, pos_emb, context, key,
                                                          jnp.arange(self.blocks))
         else:
-            block = nn.remat(GatedBlock) if self.remat else GatedBlock
+            block = nn.remat(GatedBlock, policy=REMAT_POLICY) if self.remat else GatedBlock
             for b in range(self.blocks):
                 h = block(name=f"block_{b}", **block_args)(h, pos_emb, context, key, b)
         return DDConv(self.out_features, 3, init_scale=0.1, name="proj_out")(h)
@@ -259,7 +293,10 @@ class ContextNet(nn.Module):
     def __call__(self, halves, dropout_key=None):
         key = _fold(dropout_key, self.index)
         h = DDConv(self.filters, 3, name="proj_in")(halves)
+        # One draw for the masks of all its gated convs (no remat here; small at 32 filters).
+        masks = keep_masks(key, self.dropout_rate,
+                           (self.blocks,) + h.shape[:-1] + (2 * self.filters,))
         for b in range(self.blocks):
             h = GatedConv(self.filters, 3, self.dropout_rate, name=f"conv_{b}")(
-                h, None, _fold(key, b))
+                h, None, None if masks is None else masks[b])
         return h

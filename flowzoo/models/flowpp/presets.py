@@ -20,8 +20,9 @@ OFFICIAL_MODEL = dict(
     iw_chunk=1,  # samples per lax.map step: memory of one eval batch
     sample_temperature=1.0,
     # Execution only (same function, same parameter count): conditioner blocks under
-    # nn.scan (compile once, not `blocks` times) and rematerialised in the backward pass.
-    scan_blocks=True, remat=True)
+    # nn.scan (compile once, not `blocks` times) and rematerialised in the backward pass;
+    # the steps of each flow group under lax.scan (False: unrolled, the same parameters).
+    scan_blocks=True, remat=True, scan_steps=True)
 
 
 def flowpp_model(c):
