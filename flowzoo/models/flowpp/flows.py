@@ -82,7 +82,8 @@ def main_flow(cfg, image_shape, num_levels) -> fb.Chain:
     inner = coupling_inner(cfg)
     net_kwargs = dict(filters=cfg.filters, blocks=cfg.blocks, attention=cfg.attention,
                       num_heads=cfg.num_heads, dropout_rate=cfg.dropout,
-                      scan_blocks=cfg.scan_blocks, remat=cfg.remat)
+                      scan_blocks=cfg.scan_blocks, remat=cfg.remat,
+                      attention_loop=cfg.attention_loop)
     n1, n2, n3 = cfg.steps_full, cfg.steps_channel, cfg.steps_squeezed
     layers = [fb.ImageToLogit(num_levels=num_levels, alpha=cfg.alpha)]
     layers += flow_steps(n1, fb.StripeSplit(), c, inner, net_kwargs, 0, cfg.scan_steps)
@@ -149,7 +150,8 @@ def variational_dequantizer(cfg, image_shape, num_levels) -> VariationalDequanti
     inner = coupling_inner(cfg)
     net_kwargs = dict(filters=cfg.dequant_filters, blocks=cfg.dequant_blocks,
                       attention=cfg.attention, num_heads=cfg.num_heads,
-                      dropout_rate=cfg.dropout, scan_blocks=cfg.scan_blocks, remat=cfg.remat)
+                      dropout_rate=cfg.dropout, scan_blocks=cfg.scan_blocks, remat=cfg.remat,
+                      attention_loop=cfg.attention_loop)
     layers = flow_steps(cfg.dequant_steps, fb.StripeSplit(), c, inner, net_kwargs, 100,
                         cfg.scan_steps)
     layers += [fb.Sigmoid(event_ndims=3)]

@@ -32,6 +32,8 @@ import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
+from flowzoo.models.flowpp.attention import ATTENTION_OUTPUT, self_attention
+
 _INIT_STD = 0.05
 
 
@@ -42,8 +44,10 @@ def concat_elu(x):
 DROPOUT_MASK = "flowpp_dropout_mask"
 # Rematerialised blocks keep their dropout masks (one byte per element) rather than draw
 # them again in the backward pass: every random-bit generator site is several LLVM modules
-# of threefry rounds in a CPU compile (BUILD_NOTES.md, Flow++ compile time).
-REMAT_POLICY = jax.checkpoint_policies.save_only_these_names(DROPOUT_MASK)
+# of threefry rounds in a CPU compile (BUILD_NOTES.md, Flow++ compile time).  They also keep
+# the looped attention's output and log-normaliser (attention.py), so the backward pass does
+# not run the attention forward again.
+REMAT_POLICY = jax.checkpoint_policies.save_only_these_names(DROPOUT_MASK, ATTENTION_OUTPUT)
 
 
 def keep_masks(key, rate, shape):
@@ -164,8 +168,11 @@ class GatedConv(nn.Module):
 
 
 class GatedAttention(nn.Module):
+    """``loop``: how the attention is laid out (``attention.self_attention``); same function."""
+
     num_heads: int = 4
     dropout_rate: float = 0.0
+    loop: str = "auto"
 
     @nn.compact
     def __call__(self, x, pos_emb, keep=None):
@@ -177,9 +184,7 @@ class GatedAttention(nn.Module):
         qkv = DDConv(3 * f, 1, name="qkv")(x + pos_emb.astype(x.dtype))
         qkv = qkv.reshape(tuple(lead) + (h * w, 3, self.num_heads, d))
         q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
-        logits = jnp.einsum("...qhd,...khd->...hqk", q, k) / jnp.sqrt(float(d)).astype(x.dtype)
-        weights = jax.nn.softmax(logits, axis=-1)
-        out = jnp.einsum("...hqk,...khd->...qhd", weights, v).reshape(x.shape)
+        out = self_attention(q, k, v, self.loop).reshape(x.shape)
         out = dropout(out, self.dropout_rate, keep)
         return x + _gate(DDConv(2 * f, 1, init_scale=0.1, name="gate")(out))
 
@@ -212,6 +217,7 @@ class GatedBlock(nn.Module):
     attention: bool = True
     num_heads: int = 4
     dropout_rate: float = 0.0
+    attention_loop: str = "auto"
 
     @nn.compact
     def __call__(self, h, pos_emb, context, dropout_key, block):
@@ -222,7 +228,8 @@ class GatedBlock(nn.Module):
         h = GatedConv(self.filters, 1, self.dropout_rate, name="conv")(h, context, keep_conv)
         h = nn.LayerNorm(epsilon=1e-5, name="norm_conv")(h)
         if self.attention:
-            h = GatedAttention(self.num_heads, self.dropout_rate, name="attn")(
+            h = GatedAttention(self.num_heads, self.dropout_rate, self.attention_loop,
+                               name="attn")(
                 h, pos_emb, keep_mix)
         else:
             h = GatedPointwise(self.dropout_rate, name="pointwise")(h, keep_mix)
@@ -243,7 +250,8 @@ class CouplingNet(nn.Module):
     ``scan_blocks``: the blocks run under ``nn.scan`` (parameters stacked on a leading axis
     of length ``blocks``; one block body to compile instead of ``blocks``).  ``remat``: each
     block's activations are recomputed in the backward pass instead of stored.  Neither
-    changes the function or the parameter count.
+    changes the function or the parameter count; nor does ``attention_loop``
+    (``attention.self_attention``).
     """
 
     out_features: int
@@ -255,6 +263,7 @@ class CouplingNet(nn.Module):
     index: int = 0
     scan_blocks: bool = False
     remat: bool = False
+    attention_loop: str = "auto"
 
     @nn.compact
     def __call__(self, x, context=None, dropout_key=None):
@@ -265,7 +274,8 @@ class CouplingNet(nn.Module):
             pos_emb = self.param("pos_emb", nn.initializers.normal(0.01),
                                  x.shape[-3:-1] + (self.filters,), jnp.float32)
         block_args = dict(filters=self.filters, attention=self.attention,
-                          num_heads=self.num_heads, dropout_rate=self.dropout_rate)
+                          num_heads=self.num_heads, dropout_rate=self.dropout_rate,
+                          attention_loop=self.attention_loop)
         if self.scan_blocks:
             body = nn.remat(_ScanBody, policy=REMAT_POLICY) if self.remat else _ScanBody
             scanned = nn.scan(body, variable_axes={"params": 0}, split_rngs={"params": True},

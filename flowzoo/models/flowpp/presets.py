@@ -21,8 +21,9 @@ OFFICIAL_MODEL = dict(
     sample_temperature=1.0,
     # Execution only (same function, same parameter count): conditioner blocks under
     # nn.scan (compile once, not `blocks` times) and rematerialised in the backward pass;
-    # the steps of each flow group under lax.scan (False: unrolled, the same parameters).
-    scan_blocks=True, remat=True, scan_steps=True)
+    # the steps of each flow group under lax.scan (False: unrolled, the same parameters);
+    # attention one example at a time on CPU ("auto"; "examples", "off": attention.py).
+    scan_blocks=True, remat=True, scan_steps=True, attention_loop="auto")
 
 
 def flowpp_model(c):
