@@ -11,8 +11,9 @@ For each batch size it reports, as one JSON line:
     workspace memory; ``memory_analysis``), and ``peak_rss_gib`` (CPU: the process's peak
     resident set, measured in a fresh subprocess per batch size) or ``peak_device_gib`` (GPU);
   * ``recon_error`` / ``dequant_recon_error``: max round-trip error on the batch;
-  * ``train_gflop``: matmul + convolution FLOPs of one train step without remat (counted on
-    its jaxpr, loops times their length), and ``mfu`` from it given ``--peak_tflops``;
+  * ``train_gflop``: matmul + convolution FLOPs of one train step without remat and with the
+    batched attention (counted on its jaxpr, loops times their length), and ``mfu`` from it
+    given ``--peak_tflops``;
   * ``train_cpu_cores_used``: process CPU seconds per wall second while timing the train
     step (on a 2-core machine, well under 2 means other processes took the cores).
 
@@ -142,9 +143,11 @@ def measure(args) -> dict:
     compiled = train.lower(state, batch).compile()
     compile_s = time.perf_counter() - start
     memory = compiled.memory_analysis()
-    # Model FLOPs: the same step without remat (its recomputation is not model work).
+    # Model FLOPs: the same step without remat and with the batched attention (the
+    # recomputation of either, e.g. the looped attention's second q k^T, is not model work).
     no_remat = _load_config(args.config, args.override + ["model.iw_samples=1",
-                                                          "model.remat=false"])
+                                                          "model.remat=false",
+                                                          'model.attention_loop="off"'])
     flop_model = models.build(no_remat.model, images.shape[1:], num_levels)
     flops = _jaxpr_flops(jax.make_jaxpr(lambda s, b: steps.train_step(
         s, b, model=flop_model, tx=tx, ema_decay=config.optim.ema_decay))(state, batch).jaxpr)
