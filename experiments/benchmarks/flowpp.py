@@ -1,7 +1,10 @@
 """Flow++ speed and memory: train step, evaluation and sampling at a given config.
 
 For each batch size it reports, as one JSON line:
-  * ``compile_s``: lowering + XLA compile of the train step (what the first step waits for);
+  * ``compile_s``: lowering + XLA compile of the train step (what the first step waits for),
+    cold: each batch size gets an empty persistent compilation cache; ``relaunch_compile_s``:
+    the same in a fresh process with that cache filled, what a relaunch of the launcher
+    (resume, eval) waits for (tracing and lowering are not cached, XLA's compile is);
     ``init_s``: the data-dependent init on 16 images, compile included (waited for once);
   * ``train_img_s``: images per second of the jitted train step (Adam, EMA, clipping: the
     trainer's own ``train_step``), median over the timed steps;
@@ -37,6 +40,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -119,11 +123,12 @@ def _timed(fn, steps):
     return float(np.median(times))
 
 
-def measure(args) -> dict:
-    """One batch size, in this process (run it in a fresh one for a clean peak RSS)."""
+def _setup(args):
+    """Config, model, optimizer, a batch, the init batch and the jitted train step."""
     from flowzoo import models
-    from flowzoo.training import optim, steps
+    from flowzoo.training import compilation_cache, optim, steps
 
+    compilation_cache.enable(args.cache_dir or "")  # the parent's fresh folder, or none
     config = _load_config(args.config, args.override + ["model.iw_samples=1"])
     batch_size = args.batch_size
     images, num_levels, source = _images(config, max(batch_size, 16), args.images)
@@ -131,13 +136,42 @@ def measure(args) -> dict:
     model = models.build(config.model, images.shape[1:], num_levels)
     tx = optim.make_optimizer(config.optim)
     init_batch = {"image": images[:16], "index": np.arange(16, dtype=np.int32)}
+    train = jax.jit(lambda s, b: steps.train_step(s, b, model=model, tx=tx,
+                                                  ema_decay=config.optim.ema_decay),
+                    donate_argnums=0)
+    return config, model, tx, batch, init_batch, train, source, images.shape[1:], num_levels
+
+
+def relaunch(args) -> dict:
+    """Lowering + compile of the train step from abstract state, as a resumed run does,
+    in a fresh process whose compilation cache ``measure`` filled."""
+    from flowzoo.training import steps
+
+    _, model, tx, batch, init_batch, train, *_ = _setup(args)
+    key = jax.random.PRNGKey(0)
+    state = jax.eval_shape(lambda: steps.create_state(model.init(key, init_batch), tx, key))
+    hits = []
+    jax.monitoring.register_event_listener(
+        lambda name, **_: hits.append(1) if name == "/jax/compilation_cache/cache_hits" else 0)
+    start = time.perf_counter()
+    lowered = train.lower(state, batch)
+    lower_s = time.perf_counter() - start
+    lowered.compile()
+    return dict(relaunch_compile_s=round(time.perf_counter() - start, 2),
+                relaunch_lower_s=round(lower_s, 2), relaunch_cache_hits=len(hits))
+
+
+def measure(args) -> dict:
+    """One batch size, in this process (run it in a fresh one for a clean peak RSS)."""
+    from flowzoo import models
+    from flowzoo.training import steps
+
+    config, model, tx, batch, init_batch, train, source, shape, num_levels = _setup(args)
+    batch_size = args.batch_size
     start = time.perf_counter()
     params = jax.block_until_ready(jax.jit(model.init)(jax.random.PRNGKey(0), init_batch))
     init_s = time.perf_counter() - start
     state = steps.create_state(params, tx, jax.random.PRNGKey(1))
-    train = jax.jit(lambda s, b: steps.train_step(s, b, model=model, tx=tx,
-                                                  ema_decay=config.optim.ema_decay),
-                    donate_argnums=0)
 
     start = time.perf_counter()
     compiled = train.lower(state, batch).compile()
@@ -148,7 +182,7 @@ def measure(args) -> dict:
     no_remat = _load_config(args.config, args.override + ["model.iw_samples=1",
                                                           "model.remat=false",
                                                           'model.attention_loop="off"'])
-    flop_model = models.build(no_remat.model, images.shape[1:], num_levels)
+    flop_model = models.build(no_remat.model, shape, num_levels)
     flops = _jaxpr_flops(jax.make_jaxpr(lambda s, b: steps.train_step(
         s, b, model=flop_model, tx=tx, ema_decay=config.optim.ema_decay))(state, batch).jaxpr)
 
@@ -203,19 +237,26 @@ def main():
                         help="dotted.key=json_value, e.g. model.remat=false")
     parser.add_argument("--peak_tflops", type=float, default=0.0,
                         help="device peak (dense, the dtype used) for model FLOP utilisation")
+    parser.add_argument("--cache_dir", help=argparse.SUPPRESS)  # set by the parent
+    parser.add_argument("--relaunch", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.batch_size:
-        print(json.dumps(measure(args)), flush=True)
+        print(json.dumps(relaunch(args) if args.relaunch else measure(args)), flush=True)
         return
     for size in (int(s) for s in args.batch_sizes.split(",")):
-        cmd = [sys.executable, os.path.abspath(__file__), f"--config={args.config}",
-               f"--batch_size={size}", f"--steps={args.steps}",
-               f"--peak_tflops={args.peak_tflops}", f"--images={args.images}"]
-        cmd += [f"--override={o}" for o in args.override]
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        if out.returncode:
-            sys.exit(f"batch {size} failed:\n{out.stderr[-4000:]}")
-        print(out.stdout.strip().splitlines()[-1], flush=True)
+        with tempfile.TemporaryDirectory(prefix="flowpp-bench-cache-") as cache_dir:
+            cmd = [sys.executable, os.path.abspath(__file__), f"--config={args.config}",
+                   f"--batch_size={size}", f"--steps={args.steps}",
+                   f"--peak_tflops={args.peak_tflops}", f"--images={args.images}",
+                   f"--cache_dir={cache_dir}"]
+            cmd += [f"--override={o}" for o in args.override]
+            result = {}
+            for extra in ([], ["--relaunch"]):
+                out = subprocess.run(cmd + extra, capture_output=True, text=True)
+                if out.returncode:
+                    sys.exit(f"batch {size} failed:\n{out.stderr[-4000:]}")
+                result.update(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ CONFIGS = sorted(p.stem for p in (ROOT / "experiments" / "configs").glob("*.py")
 
 
 def test_smoke_run_writes_everything_and_reports_where(tmp_path):
-    result = run_main(tmp_path)
+    cache = f"--compilation_cache_dir={tmp_path / 'xla_cache'}"
+    result = run_main(tmp_path, cache)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Done: step 20" in result.stdout and str(tmp_path) in result.stdout
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -28,8 +29,9 @@ def test_smoke_run_writes_everything_and_reports_where(tmp_path):
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
     assert (tmp_path / "learning_curve.png").stat().st_size > 1000
     assert list(tmp_path.glob("samples_step*.png"))
+    assert list((tmp_path / "xla_cache").glob("*-cache"))  # main.py turned the cache on
     for mode, expect in (("eval", '"bits_per_dim"'), ("sample", "Samples: ")):
-        out = run_main(tmp_path, f"--mode={mode}")
+        out = run_main(tmp_path, f"--mode={mode}", cache)
         assert out.returncode == 0 and expect in out.stdout, out.stderr[-2000:]
 
 

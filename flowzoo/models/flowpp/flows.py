@@ -43,6 +43,15 @@ def coupling_inner(cfg):
     raise ValueError(f"config.model.coupling must be 'mixture' or 'affine', got {cfg.coupling!r}.")
 
 
+def conditioner_settings(cfg, filters, blocks):
+    """Keyword arguments of :class:`nets.CouplingNet` shared by the main flow and the
+    dequantizer's noise flow; only the width and depth differ between the two."""
+    return dict(filters=filters, blocks=blocks, attention=cfg.attention,
+                num_heads=cfg.num_heads, dropout_rate=cfg.dropout,
+                scan_blocks=cfg.scan_blocks, remat=cfg.remat,
+                attention_loop=cfg.attention_loop)
+
+
 def flow_steps(num_steps, split, half_channels, inner, net_kwargs, index, scan=True):
     """``num_steps`` Flow++ steps on one split, as one :class:`~flowzoo.bijectors.ScanChain`
     (compiled once; ``scan=False`` unrolls it, the same function and parameters).
@@ -80,10 +89,7 @@ def main_flow(cfg, image_shape, num_levels) -> fb.Chain:
     check_image_shape(image_shape)
     c = image_shape[-1]
     inner = coupling_inner(cfg)
-    net_kwargs = dict(filters=cfg.filters, blocks=cfg.blocks, attention=cfg.attention,
-                      num_heads=cfg.num_heads, dropout_rate=cfg.dropout,
-                      scan_blocks=cfg.scan_blocks, remat=cfg.remat,
-                      attention_loop=cfg.attention_loop)
+    net_kwargs = conditioner_settings(cfg, cfg.filters, cfg.blocks)
     n1, n2, n3 = cfg.steps_full, cfg.steps_channel, cfg.steps_squeezed
     layers = [fb.ImageToLogit(num_levels=num_levels, alpha=cfg.alpha)]
     layers += flow_steps(n1, fb.StripeSplit(), c, inner, net_kwargs, 0, cfg.scan_steps)
@@ -148,10 +154,7 @@ def variational_dequantizer(cfg, image_shape, num_levels) -> VariationalDequanti
     check_image_shape(image_shape)
     c = image_shape[-1]
     inner = coupling_inner(cfg)
-    net_kwargs = dict(filters=cfg.dequant_filters, blocks=cfg.dequant_blocks,
-                      attention=cfg.attention, num_heads=cfg.num_heads,
-                      dropout_rate=cfg.dropout, scan_blocks=cfg.scan_blocks, remat=cfg.remat,
-                      attention_loop=cfg.attention_loop)
+    net_kwargs = conditioner_settings(cfg, cfg.dequant_filters, cfg.dequant_blocks)
     layers = flow_steps(cfg.dequant_steps, fb.StripeSplit(), c, inner, net_kwargs, 100,
                         cfg.scan_steps)
     layers += [fb.Sigmoid(event_ndims=3)]
