@@ -42,8 +42,6 @@ def main(argv):
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # keep Orbax's INFO chatter out of the console
     import jax
-    from flowzoo.training import compilation_cache
-    compilation_cache.enable(_CACHE_DIR.value)
     if _MULTIHOST.value:
         kwargs = {k: v for k, v in dict(coordinator_address=_COORDINATOR.value,
                                         num_processes=_NUM_PROCESSES.value,
@@ -58,6 +56,8 @@ def main(argv):
         return
     if not _WORKDIR.value:
         raise app.UsageError("--workdir is required for train, eval and sample.")
+    from flowzoo.training import compilation_cache
+    compilation_cache.enable(_CACHE_DIR.value)  # before the first compile
     if _MODE.value == "train":
         summary = training.train_and_evaluate(config, _WORKDIR.value)
         if summary["preempted"]:

@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 
 import jax
 import numpy as np
@@ -139,7 +140,9 @@ def _setup(args):
     train = jax.jit(lambda s, b: steps.train_step(s, b, model=model, tx=tx,
                                                   ema_decay=config.optim.ema_decay),
                     donate_argnums=0)
-    return config, model, tx, batch, init_batch, train, source, images.shape[1:], num_levels
+    return types.SimpleNamespace(config=config, model=model, tx=tx, batch=batch,
+                                 init_batch=init_batch, train=train, source=source,
+                                 shape=images.shape[1:], num_levels=num_levels)
 
 
 def relaunch(args) -> dict:
@@ -147,18 +150,19 @@ def relaunch(args) -> dict:
     in a fresh process whose compilation cache ``measure`` filled."""
     from flowzoo.training import steps
 
-    _, model, tx, batch, init_batch, train, *_ = _setup(args)
+    run = _setup(args)
     key = jax.random.PRNGKey(0)
-    state = jax.eval_shape(lambda: steps.create_state(model.init(key, init_batch), tx, key))
-    hits = []
-    jax.monitoring.register_event_listener(
-        lambda name, **_: hits.append(1) if name == "/jax/compilation_cache/cache_hits" else 0)
+    state = jax.eval_shape(
+        lambda: steps.create_state(run.model.init(key, run.init_batch), run.tx, key))
+    events = []
+    jax.monitoring.register_event_listener(lambda name, **_: events.append(name))
     start = time.perf_counter()
-    lowered = train.lower(state, batch)
+    lowered = run.train.lower(state, run.batch)
     lower_s = time.perf_counter() - start
     lowered.compile()
     return dict(relaunch_compile_s=round(time.perf_counter() - start, 2),
-                relaunch_lower_s=round(lower_s, 2), relaunch_cache_hits=len(hits))
+                relaunch_lower_s=round(lower_s, 2),
+                relaunch_cache_hits=events.count("/jax/compilation_cache/cache_hits"))
 
 
 def measure(args) -> dict:
@@ -166,10 +170,11 @@ def measure(args) -> dict:
     from flowzoo import models
     from flowzoo.training import steps
 
-    config, model, tx, batch, init_batch, train, source, shape, num_levels = _setup(args)
+    run = _setup(args)
+    config, model, tx, batch, train = run.config, run.model, run.tx, run.batch, run.train
     batch_size = args.batch_size
     start = time.perf_counter()
-    params = jax.block_until_ready(jax.jit(model.init)(jax.random.PRNGKey(0), init_batch))
+    params = jax.block_until_ready(jax.jit(model.init)(jax.random.PRNGKey(0), run.init_batch))
     init_s = time.perf_counter() - start
     state = steps.create_state(params, tx, jax.random.PRNGKey(1))
 
@@ -182,7 +187,7 @@ def measure(args) -> dict:
     no_remat = _load_config(args.config, args.override + ["model.iw_samples=1",
                                                           "model.remat=false",
                                                           'model.attention_loop="off"'])
-    flop_model = models.build(no_remat.model, shape, num_levels)
+    flop_model = models.build(no_remat.model, run.shape, run.num_levels)
     flops = _jaxpr_flops(jax.make_jaxpr(lambda s, b: steps.train_step(
         s, b, model=flop_model, tx=tx, ema_decay=config.optim.ema_decay))(state, batch).jaxpr)
 
@@ -205,7 +210,7 @@ def measure(args) -> dict:
     jax.block_until_ready(sample(params, key, batch_size))
     sample_s = _timed(lambda: sample(params, key, batch_size), args.steps)
     result = dict(
-        config=args.config, overrides=args.override, batch_size=batch_size, images=source,
+        config=args.config, overrides=args.override, batch_size=batch_size, images=run.source,
         init_s=round(init_s, 2), compile_s=round(compile_s, 2), train_img_s=round(batch_size / train_s, 3),
         train_step_s=round(train_s, 3), train_cpu_cores_used=round(cpu_util, 2), eval_img_s=round(batch_size / eval_s, 3),
         sample_img_s=round(batch_size / sample_s, 3),

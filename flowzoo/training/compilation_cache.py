@@ -22,10 +22,9 @@ def enable(path: str | None = None, max_bytes: int = MAX_BYTES) -> str | None:
     """Points JAX's persistent compilation cache at ``path`` (``~`` expanded, created if
     missing) holding at most ``max_bytes``.  ``path=None`` means ``$JAX_COMPILATION_CACHE_DIR``
     if set (set but empty: off), else :data:`DEFAULT_DIR`; ``path=""`` turns the cache off.
-    Returns the
-    directory in use, or None.  Call it before the first compile: JAX sets the cache up
-    once per process.  A directory that cannot be created is a warning, not an error: the
-    run goes on without the cache."""
+    Returns the directory in use, or None.  Call it before the first compile: JAX sets the
+    cache up once per process.  A directory that cannot be created is a warning, not an
+    error: the run goes on without the cache."""
     import jax
 
     if path is None:

@@ -44,11 +44,15 @@ def attend(q, k, v):
     return out / jnp.swapaxes(jnp.sum(e, axis=-1), -1, -2)[..., None]
 
 
+def check_loop(loop: str) -> None:
+    if loop not in ATTENTION_LOOPS:
+        raise ValueError(f"config.model.attention_loop must be one of {ATTENTION_LOOPS}, "
+                         f"got {loop!r}.")
+
+
 def loops_over_examples(loop: str) -> bool:
     """Resolves ``loop`` ("auto", "examples" or "off") for the default backend."""
-    if loop not in ATTENTION_LOOPS:
-        raise ValueError(f"attention loop must be one of {ATTENTION_LOOPS}, got {loop!r} "
-                         f"(config.model.attention_loop).")
+    check_loop(loop)
     if loop == "auto":
         return jax.default_backend() == "cpu"
     return loop == "examples"
@@ -102,10 +106,10 @@ def self_attention(q, k, v, loop: str = "auto"):
 
     q, k, v: (*batch, L, heads, d) -> (*batch, L, heads, d).
     """
-    n = math.prod(q.shape[:-3])
-    groups = math.gcd(n, jax.device_count())
     if not loops_over_examples(loop):
         return attend(q, k, v)
+    n = math.prod(q.shape[:-3])
+    groups = math.gcd(n, jax.device_count())
 
     def to_loop(t):  # (*batch, ...) -> (n // G, [G,] ...); example g * n / G + i at [i, g]
         t = jnp.swapaxes(t.reshape((groups, n // groups) + t.shape[-3:]), 0, 1)

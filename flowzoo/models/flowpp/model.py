@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from flowzoo.models.flowpp import flows, presets
-from flowzoo.models.flowpp.attention import ATTENTION_LOOPS
+from flowzoo.models.flowpp.attention import check_loop
 from flowzoo.training.model import Model, example_keys
 
 _DEFAULTS = presets.OFFICIAL_MODEL
@@ -70,9 +70,7 @@ def _resolve(model_config) -> _Cfg:
     if cfg.dequantization not in ("variational", "uniform"):
         raise ValueError(f"config.model.dequantization must be 'variational' or 'uniform', "
                          f"got {cfg.dequantization!r}.")
-    if cfg.attention_loop not in ATTENTION_LOOPS:
-        raise ValueError(f"config.model.attention_loop must be one of {ATTENTION_LOOPS}, "
-                         f"got {cfg.attention_loop!r}.")
+    check_loop(cfg.attention_loop)
     if cfg.iw_samples < 1 or cfg.iw_chunk < 1:
         raise ValueError("config.model.iw_samples and iw_chunk must be >= 1.")
     return cfg
