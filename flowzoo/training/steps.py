@@ -62,21 +62,21 @@ def train_step(state: TrainState, batch, *, model, tx, ema_decay, axis_name=None
         loss, metrics, grads, model_state = jax.lax.pmean(
             (loss, metrics, grads, model_state), axis_name)
     grad_norm = optax.tree.norm(grads)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    ema = optax.incremental_update(params, state.ema_params, 1.0 - ema_decay)
     loss_ok, grad_ok = jnp.isfinite(loss), jnp.isfinite(grad_norm)
     ok = loss_ok & grad_ok
 
-    def keep(new, old):
-        return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+    def update(old):
+        updates, opt_state = tx.update(grads, old.opt_state, old.params)
+        params = optax.apply_updates(old.params, updates)
+        ema = optax.incremental_update(params, old.ema_params, 1.0 - ema_decay)
+        return old.replace(params=params, ema_params=ema, opt_state=opt_state,
+                           model_state=model_state)
 
+    # A branch rather than a select per leaf: the same result, and XLA:CPU compiles the
+    # update 6 s faster for Flow++'s 108 parameter arrays (BUILD_NOTES.md, compile time).
+    state = jax.lax.cond(ok, update, lambda old: old, state)
     state = state.replace(
         step=state.step + 1,
-        params=keep(params, state.params),
-        ema_params=keep(ema, state.ema_params),
-        opt_state=keep(opt_state, state.opt_state),
-        model_state=keep(model_state, state.model_state),
         nonfinite_streak=jnp.where(ok, 0, state.nonfinite_streak + 1),
         nonfinite_total=state.nonfinite_total + (~ok).astype(jnp.int32),
         nonfinite_metric=jnp.where(ok, state.nonfinite_metric, jnp.where(loss_ok, 2, 1)),

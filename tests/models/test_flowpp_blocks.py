@@ -105,3 +105,36 @@ def test_conv_same_gradients_equal_autodiff_of_the_plain_convolution():
                                  in_axes=(None, 0)))(x, kernels)
         want_v = jax.vmap(jax.grad(loss(plain), argnums=1), in_axes=(None, 0))(x, kernels)
         np.testing.assert_allclose(got_v, want_v, rtol=1e-10, atol=1e-12)
+
+
+def _count_primitive(jaxpr, name):
+    """Occurrences of primitive ``name`` in ``jaxpr`` and in every jaxpr nested in it."""
+    count = 0
+    for eqn in jaxpr.eqns:
+        count += eqn.primitive.name == name
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                sub = getattr(sub, "jaxpr", sub)  # ClosedJaxpr -> Jaxpr
+                if hasattr(sub, "eqns"):
+                    count += _count_primitive(sub, name)
+    return count
+
+
+def test_rematerialised_blocks_do_not_run_their_3x3_convolution_again():
+    """The remat policy saves each gated conv's hidden layer, so the gradient of a
+    rematerialised network runs exactly the convolutions of a stored one (forward, and one
+    per input gradient), not the blocks' 3x3 convolutions a second time."""
+    x, context = _inputs()
+    params = _net(False, False).init({"params": jax.random.PRNGKey(0)}, x, context)
+
+    def convolutions(remat):
+        def loss(p, x):
+            return jnp.sum(jnp.sin(_net(False, remat).apply(p, x, context,
+                                                             dropout_key=jax.random.PRNGKey(1))))
+
+        jaxpr = jax.make_jaxpr(jax.grad(loss, argnums=(0, 1)))(params, x).jaxpr
+        return _count_primitive(jaxpr, "conv_general_dilated")
+
+    # proj_in, proj_out and one 3x3 conv per block, each forward and for its input gradient.
+    assert convolutions(remat=False) == 2 * (BLOCKS + 2)
+    assert convolutions(remat=True) == 2 * (BLOCKS + 2)
