@@ -138,3 +138,14 @@ def test_rematerialised_blocks_do_not_run_their_3x3_convolution_again():
     # proj_in, proj_out and one 3x3 conv per block, each forward and for its input gradient.
     assert convolutions(remat=False) == 2 * (BLOCKS + 2)
     assert convolutions(remat=True) == 2 * (BLOCKS + 2)
+
+
+def test_keep_masks_are_the_plain_bernoulli_draw_of_that_shape():
+    """keep_masks draws flat and reshapes (cheaper to compile); the masks, and so every
+    dropout stream of a run, must stay those of a bernoulli draw of the full shape."""
+    key = jax.random.PRNGKey(11)
+    shape = (3, 4, 6, 10)
+    got = nets.keep_masks(key, 0.2, shape)
+    np.testing.assert_array_equal(got, jax.random.bernoulli(key, 0.8, shape))
+    assert got.shape == shape and 0.7 < float(jnp.mean(got)) < 0.9
+    assert nets.keep_masks(key, 0.0, shape) is None and nets.keep_masks(None, 0.2, shape) is None

@@ -26,6 +26,7 @@ in a static index and every block its number, so no two dropout sites share a ma
 from __future__ import annotations
 
 import itertools
+import math
 
 import flax.linen as nn
 import jax
@@ -60,7 +61,10 @@ def keep_masks(key, rate, shape):
     body holds one random-bit generator, not one per site."""
     if key is None or rate <= 0.0:
         return None
-    return checkpoint_name(jax.random.bernoulli(key, 1.0 - rate, shape), DROPOUT_MASK)
+    # Drawn flat, then reshaped: the same bits (threefry counts elements in row-major
+    # order either way) with 1-D counter arithmetic instead of one iota per axis.
+    keep = jax.random.bernoulli(key, 1.0 - rate, (math.prod(shape),)).reshape(shape)
+    return checkpoint_name(keep, DROPOUT_MASK)
 
 
 def dropout(x, rate, keep):
