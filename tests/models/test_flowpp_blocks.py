@@ -7,6 +7,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend import core as jax_core
 
 from flowzoo.models.flowpp import nets
 
@@ -109,15 +110,9 @@ def test_conv_same_gradients_equal_autodiff_of_the_plain_convolution():
 
 def _count_primitive(jaxpr, name):
     """Occurrences of primitive ``name`` in ``jaxpr`` and in every jaxpr nested in it."""
-    count = 0
-    for eqn in jaxpr.eqns:
-        count += eqn.primitive.name == name
-        for value in eqn.params.values():
-            for sub in value if isinstance(value, (tuple, list)) else (value,):
-                sub = getattr(sub, "jaxpr", sub)  # ClosedJaxpr -> Jaxpr
-                if hasattr(sub, "eqns"):
-                    count += _count_primitive(sub, name)
-    return count
+    return sum((eqn.primitive.name == name)
+               + sum(_count_primitive(sub, name) for sub in jax_core.jaxprs_in_params(eqn.params))
+               for eqn in jaxpr.eqns)
 
 
 def test_rematerialised_blocks_do_not_run_their_3x3_convolution_again():
