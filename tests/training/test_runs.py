@@ -16,7 +16,10 @@ CONFIGS = sorted(p.stem for p in (ROOT / "experiments" / "configs").glob("*.py")
                  if p.stem != "__init__")
 
 
-def test_smoke_run_writes_everything_and_reports_where(tmp_path):
+def test_smoke_run_writes_everything_and_reports_where(tmp_path, monkeypatch):
+    # JAX caches only programs that compiled for over 1 s by default; on a fast CPU none of
+    # the smoke run's do, so the cache check below would depend on the machine's speed.
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     cache = f"--compilation_cache_dir={tmp_path / 'xla_cache'}"
     result = run_main(tmp_path, cache)
     assert result.returncode == 0, result.stderr[-3000:]
