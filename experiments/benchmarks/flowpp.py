@@ -9,10 +9,14 @@ For each batch size it reports, as one JSON line:
   * ``train_img_s``: images per second of the jitted train step (Adam, EMA, clipping: the
     trainer's own ``train_step``), median over the timed steps;
   * ``eval_img_s``: the single-sample bound plus round trip (the trainer's ``evaluate`` with
-    ``iw_samples=1``), and ``sample_img_s``: ``sample`` (z -> x through the exact inverse);
+    ``iw_samples=1``); ``bound_img_s``: the single-sample bound alone, no dropout (what a
+    test-set pass costs, and what the PyTorch port's ``test()`` times); ``sample_img_s``:
+    ``sample`` (z -> x through the exact inverse);
   * ``train_temp_gib``: XLA's temporary buffer size for the train step (its activation and
     workspace memory; ``memory_analysis``), and ``peak_rss_gib`` (CPU: the process's peak
-    resident set, measured in a fresh subprocess per batch size) or ``peak_device_gib`` (GPU);
+    resident set, measured in a fresh subprocess per batch size, at the end) or
+    ``peak_device_gib`` (GPU); ``train_peak_rss_gib``: the peak resident set right after the
+    timed train steps, before evaluation and sampling compile (a training run's peak);
   * ``recon_error`` / ``dequant_recon_error``: max round-trip error on the batch;
   * ``train_gflop``: matmul + convolution FLOPs of one train step without remat and with the
     batched attention (counted on its jaxpr, loops times their length), and ``mfu`` from it
@@ -115,6 +119,10 @@ def _cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
+def _peak_rss_gib():
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
+
+
 def _timed(fn, steps):
     times = []
     for _ in range(steps):
@@ -168,7 +176,8 @@ def relaunch(args) -> dict:
 def measure(args) -> dict:
     """One batch size, in this process (run it in a fresh one for a clean peak RSS)."""
     from flowzoo import models
-    from flowzoo.training import steps
+    from flowzoo.models import flowpp
+    from flowzoo.training import host_memory, steps
 
     run = _setup(args)
     config, model, tx, batch, train = run.config, run.model, run.tx, run.batch, run.train
@@ -176,11 +185,13 @@ def measure(args) -> dict:
     start = time.perf_counter()
     params = jax.block_until_ready(jax.jit(model.init)(jax.random.PRNGKey(0), run.init_batch))
     init_s = time.perf_counter() - start
+    host_memory.release_free_memory()  # as the trainer does after the init
     state = steps.create_state(params, tx, jax.random.PRNGKey(1))
 
     start = time.perf_counter()
     compiled = train.lower(state, batch).compile()
     compile_s = time.perf_counter() - start
+    host_memory.release_free_memory()  # as the trainer does before its first step
     memory = compiled.memory_analysis()
     # Model FLOPs: the same step without remat and with the batched attention (the
     # recomputation of either, e.g. the looped attention's second q k^T, is not model work).
@@ -200,7 +211,13 @@ def measure(args) -> dict:
     cpu_before, wall_before = _cpu_seconds(), time.perf_counter()
     train_s = _timed(one_train_step, args.steps)
     cpu_util = (_cpu_seconds() - cpu_before) / (time.perf_counter() - wall_before)
+    train_peak_rss = _peak_rss_gib()
     params = holder[0].ema_params
+
+    flow = flowpp.make_flow(config.model, run.shape, run.num_levels)
+    bound = jax.jit(lambda p, b, k: flowpp.iw_log_likelihood(flow, p, b, k, 1, 1))
+    jax.block_until_ready(bound(params, batch, jax.random.PRNGKey(3)))  # compile
+    bound_s = _timed(lambda: bound(params, batch, jax.random.PRNGKey(3)), args.steps)
 
     evaluate = jax.jit(model.evaluate)
     key = jax.random.PRNGKey(2)
@@ -212,7 +229,8 @@ def measure(args) -> dict:
     result = dict(
         config=args.config, overrides=args.override, batch_size=batch_size, images=run.source,
         init_s=round(init_s, 2), compile_s=round(compile_s, 2), train_img_s=round(batch_size / train_s, 3),
-        train_step_s=round(train_s, 3), train_cpu_cores_used=round(cpu_util, 2), eval_img_s=round(batch_size / eval_s, 3),
+        train_step_s=round(train_s, 3), train_cpu_cores_used=round(cpu_util, 2),
+        bound_img_s=round(batch_size / bound_s, 3), eval_img_s=round(batch_size / eval_s, 3),
         sample_img_s=round(batch_size / sample_s, 3),
         train_temp_gib=round(memory.temp_size_in_bytes / 2**30, 3) if memory else None,
         recon_error=float(np.max(eval_out["recon_error"])),
@@ -223,7 +241,8 @@ def measure(args) -> dict:
     stats = jax.devices()[0].memory_stats() if jax.default_backend() != "cpu" else None
     if stats:
         result["peak_device_gib"] = round(stats.get("peak_bytes_in_use", 0) / 2**30, 3)
-    result["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
+    result["train_peak_rss_gib"] = train_peak_rss
+    result["peak_rss_gib"] = _peak_rss_gib()
     if args.peak_tflops:
         result["mfu"] = round(flops / train_s / (args.peak_tflops * 1e12), 4)
     return result

@@ -23,7 +23,7 @@ from jax.experimental import multihost_utils
 from flowzoo import data, models
 from flowzoo.training import config as config_lib
 from flowzoo.training import metrics as metrics_lib
-from flowzoo.training import optim, steps
+from flowzoo.training import host_memory, optim, steps
 from flowzoo.training.checkpoint import Checkpointer
 from flowzoo.training.parallel import Parallel, host_int
 
@@ -89,7 +89,8 @@ def _init_batch(run: _Run):
 def _fresh_state(run: _Run):
     key = jax.random.PRNGKey(run.config.seed)
     init_key, run_key = jax.random.split(key)
-    params = jax.jit(run.model.init)(init_key, _init_batch(run))
+    params = jax.block_until_ready(jax.jit(run.model.init)(init_key, _init_batch(run)))
+    host_memory.release_free_memory()  # the init's compile and forward pass are done with
     if jax.process_count() > 1:  # every process starts from process 0's parameters
         params = multihost_utils.broadcast_one_to_all(params)
     model_state = run.model.init_model_state() if run.model.init_model_state else None
@@ -213,6 +214,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                     _say(progress.line(step, host["loss"]), run.is_primary)
                 if step % cfg.eval_every == 0 and step < cfg.num_steps:
                     _eval_and_write(run, state, step, writer)
+                    host_memory.release_free_memory()  # before the next train step
                 checkpointer.save(step, run.parallel.get_state(state))
                 if sigterm["set"] or checkpointer.reached_preemption(step):
                     checkpointer.save(step, run.parallel.get_state(state), force=True)

@@ -4,6 +4,8 @@ same function and gradients as the unrolled blocks, and the data-dependent init 
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -81,12 +83,13 @@ def test_data_dependent_init_under_scan_normalises_each_block():
 def test_conv_same_gradients_equal_autodiff_of_the_plain_convolution():
     """``nets.conv_same`` writes its gradients by hand (a fast path for XLA:CPU inside
     ``nn.scan``); they must equal autodiff of ``lax.conv_general_dilated``, for square and
-    non-square odd kernels and non-square images."""
+    non-square odd kernels and non-square images, and with more output than input channels
+    and the other way round (the kernel gradient shifts the narrower side)."""
     rng = np.random.default_rng(11)
-    for kh, kw in ((3, 3), (1, 3), (5, 3)):
-        x = jnp.asarray(rng.normal(size=(2, 6, 5, 4)), jnp.float64)
-        kernel = jnp.asarray(rng.normal(size=(kh, kw, 4, 7)), jnp.float64)
-        weights = jnp.asarray(rng.normal(size=(2, 6, 5, 7)), jnp.float64)
+    for (kh, kw), (c_in, c_out) in itertools.product(((3, 3), (1, 3), (5, 3)), ((4, 7), (8, 3))):
+        x = jnp.asarray(rng.normal(size=(2, 6, 5, c_in)), jnp.float64)
+        kernel = jnp.asarray(rng.normal(size=(kh, kw, c_in, c_out)), jnp.float64)
+        weights = jnp.asarray(rng.normal(size=(2, 6, 5, c_out)), jnp.float64)
 
         def plain(x, k):
             return jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",
