@@ -5,21 +5,26 @@ in small blocks.  glibc's allocator keeps freed blocks in its heap, still reside
 next phase (the first train step's temporaries) is allocated beside them and the process's
 peak resident memory is the sum of the two.  :func:`release_free_memory` calls glibc's
 ``malloc_trim(0)``, which returns every free page of the heap to the OS.  The trainer calls
-it after the init, between compiling the train step and running it, and after each
-evaluation.  Official CIFAR-10 Flow++ at batch 16 on CPU: peak RSS 4.2-4.5 -> 3.3 GiB
-(BUILD_NOTES.md, Flow++ memory).  Where the C library has no ``malloc_trim`` (macOS, musl)
-it does nothing.
+it after the init, between compiling the train step and running it, and after each periodic
+evaluation.  Official CIFAR-10 Flow++ at batch 16 on CPU: peak RSS 4.41-4.53 -> 3.26-3.36 GiB
+(BUILD_NOTES.md, host memory).  Off Linux, or where the C library has no ``malloc_trim``
+(musl), it does nothing; nor does it help where another allocator (jemalloc, tcmalloc through
+``LD_PRELOAD``) serves ``malloc``.  It is thread-safe (glibc locks each heap in turn), so XLA's
+threads and asynchronous checkpoint writes may run meanwhile.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import sys
 
 
 @functools.cache
 def _malloc_trim():
     """glibc's ``int malloc_trim(size_t pad)``, or None where the process has none."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         symbols = ctypes.CDLL(None)  # the symbols already loaded into the process, libc's too
     except OSError:
@@ -32,8 +37,8 @@ def _malloc_trim():
 
 
 def release_free_memory() -> bool:
-    """Returns the allocator's free heap pages to the OS; False where that is not possible
-    (no glibc).  Costs milliseconds: call it between phases, not per step."""
+    """Asks glibc to return its free heap pages to the OS; False where there is no
+    ``malloc_trim`` to ask.  Costs milliseconds: call it between phases, not per step."""
     trim = _malloc_trim()
     if trim is None:
         return False

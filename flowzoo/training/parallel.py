@@ -97,9 +97,12 @@ class Parallel:
         if not self._train_compiled:
             # Compile ahead of the first step (the call below then finds it in jit's cache)
             # and return the compiler's freed memory to the OS before the step's
-            # temporaries are allocated: a lower peak resident set (host_memory.py).
-            self._train.lower(state, batch).compile()
-            host_memory.release_free_memory()
+            # temporaries are allocated: a lower peak resident set (host_memory.py).  Not
+            # with profile-guided latency estimation on: its calls are cached apart from a
+            # plain lower(), so the step would compile twice.
+            if not jax.config.jax_enable_pgle:
+                self._train.lower(state, batch).compile()
+                host_memory.release_free_memory()
             self._train_compiled = True
         state, metrics = self._train(state, batch)
         if self.mode == "pmap":

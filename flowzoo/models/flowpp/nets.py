@@ -97,7 +97,8 @@ def conv_same(x, kernel):
     inside a while loop (``nn.scan`` over blocks) XLA's CPU backend runs the kernel gradient
     that autodiff emits 10-20x slower than outside one (BUILD_NOTES.md, Flow++ speed).
     Being a ``custom_vjp``, it supports reverse mode only: use ``jax.jacrev``, not
-    ``jax.jacfwd``, for Jacobians through a Flow++ conditioner."""
+    ``jax.jacfwd``, for Jacobians through a Flow++ conditioner.  Odd kernel sizes only (the
+    backward pass pads k // 2 on each side; ``_conv`` checks)."""
     return conv_nhwc(x, kernel)
 
 
