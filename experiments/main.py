@@ -12,16 +12,26 @@ does not provide them.  Compiled programs are cached on disk
 (``--compilation_cache_dir``), so a relaunch skips most of its compile time.
 """
 
-import json
-import os
-import sys
+import signal
+import threading
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+# Catch SIGTERM from the first moment (imports take seconds): the flag is handed to the
+# trainer's handler, which says what it saved and exits 143 (flowzoo.training.preemption).
+_SIGTERM_AT_START_UP = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: _SIGTERM_AT_START_UP.set())
+
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (path[:arg]).",
                                           lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and images go.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Where checkpoints, metrics and images go: a folder or a URL such as "
+    "gs://bucket/run (needs the gcs extra).")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "describe"], "What to do.")
 _MULTIHOST = flags.DEFINE_bool("multihost", os.environ.get("FLOWZOO_MULTIHOST") == "1",
                                "Call jax.distributed.initialize (also FLOWZOO_MULTIHOST=1).")
@@ -58,19 +68,26 @@ def main(argv):
         raise app.UsageError("--workdir is required for train, eval and sample.")
     from flowzoo.training import compilation_cache
     compilation_cache.enable(_CACHE_DIR.value)  # before the first compile
+    from flowzoo.training import preemption
+    stop = preemption.StopSignal(received=_SIGTERM_AT_START_UP.is_set())
     if _MODE.value == "train":
-        summary = training.train_and_evaluate(config, _WORKDIR.value)
-        if summary["preempted"]:
-            sys.exit(143)  # saved and stopped on SIGTERM/preemption: let the scheduler restart
+        summary = training.train_and_evaluate(config, _WORKDIR.value, stop=stop)
+        if summary["preempted"]:  # saved (or had nothing to save) and said so
+            sys.exit(preemption.EXIT_CODE)  # let the scheduler restart the job
         if jax.process_index() == 0:
             print(f"Done: step {summary['step']}, test {summary['eval']['loss']:.4f} "
                   f"(EMA params). Checkpoints: {summary['checkpoint_dir']}; samples: "
                   f"{summary['samples_png']}; learning curve: {summary['learning_curve_png']}; "
                   f"metrics: {os.path.join(summary['workdir'], 'metrics.jsonl')}")
-    elif _MODE.value == "eval":
-        print(json.dumps(training.evaluate(config, _WORKDIR.value), indent=1))
     else:
-        print(f"Samples: {training.sample(config, _WORKDIR.value)}")
+        try:
+            if _MODE.value == "eval":
+                print(json.dumps(training.evaluate(config, _WORKDIR.value, stop=stop), indent=1))
+            else:
+                print(f"Samples: {training.sample(config, _WORKDIR.value, stop=stop)}")
+        except preemption.Preempted:
+            print(f"Preempted during --mode={_MODE.value}: nothing to save.", flush=True)
+            sys.exit(preemption.EXIT_CODE)
 
 
 if __name__ == "__main__":

@@ -1,60 +1,116 @@
 """Metrics out: ``metrics.jsonl``, TensorBoard events, a console line, PNGs.
 
 Only the primary process (process 0) writes; the others get a writer that
-does nothing, so calling code needs no ``if``.
+does nothing, so calling code needs no ``if``.  Every file goes through the
+workdir's path type (:mod:`flowzoo.training.workdir`), so ``gs://`` workdirs work.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
 import time
 
 import numpy as np
 from absl import logging
 from PIL import Image
 
+from flowzoo.training import workdir as workdir_lib
+
+_EVENT_FILE_ROTATE_BYTES = 16 << 20  # object stores rewrite a growing event file whole
+
+
+class _EpathRecordFile:
+    """A TensorBoard event file on any ``etils.epath`` path.  Object stores cannot append,
+    so the records are kept and the file is rewritten whole on each flush (as tensorboardX
+    does for gs:// itself); the writer starts a new file past ``_EVENT_FILE_ROTATE_BYTES``."""
+
+    def __init__(self, path):
+        self.path = workdir_lib.resolve(path)
+        self.buffer = io.BytesIO()
+
+    def write(self, data):
+        self.buffer.write(data)
+
+    def flush(self):
+        workdir_lib.write_atomic(self.path, self.buffer.getvalue())
+
+    def close(self):
+        self.flush()
+
+
+class _EpathRecordFactory:
+    """tensorboardX's hook for a URL scheme; remembers the file it opened last."""
+
+    def __init__(self):
+        self.last_opened = None
+
+    def open(self, path):
+        self.last_opened = _EpathRecordFile(path)
+        return self.last_opened
+
+    def directory_check(self, path):  # object stores need no folders
+        pass
+
 
 class MetricWriter:
-    """Appends to ``workdir/metrics.jsonl`` and TensorBoard events in ``workdir/tb``."""
+    """Rows in ``workdir/metrics.jsonl`` and TensorBoard events in ``workdir/tb``.
+
+    The rows are kept in memory (a resumed run first reads the file) and the file is
+    rewritten whole at each write: object stores have no append."""
 
     def __init__(self, workdir, enabled: bool = True):
         self.enabled = enabled
-        self.path = os.path.join(workdir, "metrics.jsonl")
+        root = workdir_lib.resolve(workdir)
+        self.path = root / "metrics.jsonl"
+        self._tb_dir = root / "tb"
         self._tb = None
+        self._remote_events = None  # the current event file on an object store
+        self._rows = []
         if enabled:
-            os.makedirs(workdir, exist_ok=True)
-            from tensorboardX import SummaryWriter  # local: only process 0 needs it
-            self._tb = SummaryWriter(os.path.join(workdir, "tb"))
+            workdir_lib.make_dirs(root)
+            if self.path.exists():
+                self._rows = self.path.read_text().splitlines()
+            self._open_tensorboard()
+
+    def _open_tensorboard(self):
+        from tensorboardX import SummaryWriter, record_writer  # only process 0 needs it
+        factory = None
+        if workdir_lib.is_remote(self._tb_dir):
+            factory = _EpathRecordFactory()
+            record_writer.register_writer_factory(str(self._tb_dir).split(":", 1)[0], factory)
+        self._tb = SummaryWriter(str(self._tb_dir))
+        self._remote_events = factory and factory.last_opened
 
     def write(self, step: int, split: str, metrics: dict):
         if not self.enabled:
             return
         row = {"step": int(step), "split": split, **{k: float(v) for k, v in metrics.items()}}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        self._rows.append(json.dumps(row))
+        workdir_lib.write_atomic(self.path, "\n".join(self._rows) + "\n")
         for k, v in metrics.items():
             self._tb.add_scalar(f"{split}/{k}", float(v), int(step))
         self._tb.flush()
+        if self._remote_events and self._remote_events.buffer.tell() > _EVENT_FILE_ROTATE_BYTES:
+            self._tb.close()  # the next file's name sorts after this one (a later time)
+            self._open_tensorboard()
 
     def history(self, split: str, key: str):
         """(steps, values) logged so far; the latest value wins for a repeated step
         (a resumed run re-logs the steps after its checkpoint)."""
-        if not self.enabled or not os.path.exists(self.path):
-            return [], []
         latest = {}
-        with open(self.path) as f:
-            for line in f:
-                row = json.loads(line)
-                if row.get("split") == split and key in row:
-                    latest[row["step"]] = row[key]
+        for line in self._rows:
+            row = json.loads(line)
+            if row.get("split") == split and key in row:
+                latest[row["step"]] = row[key]
         steps = sorted(latest)
         return steps, [latest[s] for s in steps]
 
     def close(self):
         if self._tb is not None:
             self._tb.close()
+            self._tb = None
 
 
 class Progress:
@@ -77,8 +133,9 @@ class Progress:
                 f"{rate_s} img/s  ETA {eta_s}")
 
 
-def save_image_grid(images, num_levels: int, path: str, columns: int | None = None) -> str:
-    """(N, H, W, C) integer levels -> one PNG grid, levels scaled to 0..255."""
+def save_image_grid(images, num_levels: int, path, columns: int | None = None) -> str:
+    """(N, H, W, C) integer levels -> one PNG grid (levels scaled to 0..255) at ``path``
+    (local or any epath URL); returns the path as a string."""
     images = np.asarray(images).astype(np.float64)
     n, h, w, c = images.shape
     columns = columns or int(math.ceil(math.sqrt(n)))
@@ -91,11 +148,13 @@ def save_image_grid(images, num_levels: int, path: str, columns: int | None = No
     scale = max(1, 256 // max(grid.shape[:2]))
     img = Image.fromarray(grid[..., 0] if c == 1 else grid)
     img = img.resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
-    img.save(path)
-    return path
+    png = io.BytesIO()
+    img.save(png, format="PNG")
+    workdir_lib.write_atomic(workdir_lib.resolve(path), png.getvalue())
+    return str(path)
 
 
-def save_learning_curve(writer: MetricWriter, unit: str, path: str) -> str | None:
+def save_learning_curve(writer: MetricWriter, unit: str, path) -> str | None:
     """Train loss and eval metric against step, as a PNG."""
     train_steps, train_loss = writer.history("train", "loss")
     if not train_steps:
@@ -111,7 +170,9 @@ def save_learning_curve(writer: MetricWriter, unit: str, path: str) -> str | Non
     ax.set(xlabel="step", ylabel=unit, title="learning curve")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
+    workdir_lib.write_atomic(workdir_lib.resolve(path), png.getvalue())
     logging.info("learning curve: %s", path)
-    return path
+    return str(path)

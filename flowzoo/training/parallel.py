@@ -9,6 +9,11 @@
 
 All three see the same global batch and the same per-example keys, so they
 compute the same update up to float reassociation.
+
+Checkpoints hold one copy of the state as global arrays replicated over every device of
+every process (one device for ``jit``), whatever the mode: :meth:`Parallel.checkpoint_state`
+and :meth:`Parallel.abstract_state` convert, so a checkpoint written by a 2-process pmap run
+restores in a 1-process notebook and the other way round.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from flowzoo.training import host_memory, steps
@@ -28,7 +34,8 @@ MODES = ("jit", "sharded", "pmap")
 class Parallel:
     """Places state and batches and runs the compiled train / eval steps."""
 
-    def __init__(self, mode, model, tx, ema_decay, global_batch_size, eval_batch_size=None):
+    def __init__(self, mode, model, tx, ema_decay, global_batch_size, eval_batch_size, *,
+                 max_nonfinite_in_a_row):
         if mode not in MODES:
             raise ValueError(f"config.parallel must be one of {MODES}, got {mode!r}.")
         if mode == "jit" and jax.process_count() > 1:
@@ -42,15 +49,19 @@ class Parallel:
                                  f"parallel={mode!r}; change config.{key}.")
         self.mode = mode
         self._train_compiled = False
-        train = functools.partial(steps.train_step, model=model, tx=tx, ema_decay=ema_decay)
+        train = functools.partial(steps.train_step, model=model, tx=tx, ema_decay=ema_decay,
+                                  max_nonfinite_in_a_row=max_nonfinite_in_a_row)
+        self._global_mesh = Mesh(np.asarray(jax.devices()), ("data",))
+        self._checkpoint_sharding = (
+            jax.sharding.SingleDeviceSharding(jax.devices()[0]) if mode == "jit"
+            else NamedSharding(self._global_mesh, PartitionSpec()))
         evaluate = functools.partial(steps.eval_step, model=model)
         if mode == "jit":
             self._train = jax.jit(train, donate_argnums=0)
             self._eval = jax.jit(evaluate)
         elif mode == "sharded":
-            mesh = Mesh(np.asarray(jax.devices()), ("data",))
-            self._replicated = NamedSharding(mesh, PartitionSpec())
-            self._data = NamedSharding(mesh, PartitionSpec("data"))
+            self._replicated = NamedSharding(self._global_mesh, PartitionSpec())
+            self._data = NamedSharding(self._global_mesh, PartitionSpec("data"))
             self._train = jax.jit(train, in_shardings=(self._replicated, self._data),
                                   out_shardings=(self._replicated, self._replicated),
                                   donate_argnums=0)
@@ -64,22 +75,42 @@ class Parallel:
 
     # -- placement ------------------------------------------------------------
     def put_state(self, state):
-        """Host / single-device state -> the layout this mode computes with."""
+        """Host state, or a restored checkpoint's -> the layout this mode computes with."""
         if self.mode == "sharded":
             return jax.device_put(state, self._replicated)
         if self.mode == "pmap":  # one copy per local device, stacked on axis 0
             n = jax.local_device_count()
             local = NamedSharding(Mesh(np.asarray(jax.local_devices()), ("batch",)),
                                   PartitionSpec("batch"))
-            return jax.tree.map(
-                lambda x: jax.device_put(jnp.broadcast_to(x, (n,) + jnp.shape(x)), local), state)
+
+            def stack(x):
+                if isinstance(x, jax.Array) and not x.is_fully_addressable:
+                    x = x.addressable_data(0)  # this process's copy of a replicated array
+                return jax.device_put(jnp.broadcast_to(x, (n,) + jnp.shape(x)), local)
+            return jax.tree.map(stack, state)
         return jax.device_put(state, jax.devices()[0])
 
     def get_state(self, state):
-        """The state as one copy (what checkpoints and sampling use)."""
+        """The state as one copy that this process can compute with (sampling)."""
         if self.mode == "pmap":
-            return jax.tree.map(lambda x: x[0], state)
+            return jax.tree.map(_first_local_copy, state)
         return state
+
+    def checkpoint_state(self, state):
+        """The state as arrays every process can save together: pmap's per-device copies
+        become one global replicated array (Orbax cannot save host-local arrays)."""
+        one = self.get_state(state)
+        if self.mode == "pmap" and jax.process_count() > 1:
+            return multihost_utils.host_local_array_to_global_array(
+                one, self._global_mesh, PartitionSpec())
+        return one
+
+    def abstract_state(self, shapes):
+        """Shapes and dtypes of a state -> what a checkpoint restores into (the layout of
+        :meth:`checkpoint_state`, for this run's devices and processes)."""
+        return jax.tree.map(
+            lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self._checkpoint_sharding),
+            shapes)
 
     def put_batch(self, batch):
         """This process's slice of the global batch (numpy) -> device arrays."""
@@ -106,17 +137,23 @@ class Parallel:
             self._train_compiled = True
         state, metrics = self._train(state, batch)
         if self.mode == "pmap":
-            metrics = jax.tree.map(lambda x: x[0], metrics)
+            metrics = jax.tree.map(_first_local_copy, metrics)
         return state, metrics
 
     def eval_sums(self, state, batch, key):
         """Masked metric sums over the global batch, evaluated with EMA params."""
         if self.mode == "pmap":
-            return jax.tree.map(lambda x: x[0], self._eval(state.ema_params, batch, key))
+            return jax.tree.map(_first_local_copy, self._eval(state.ema_params, batch, key))
         return self._eval(state.ema_params, batch, key)
 
     def scalar(self, x) -> float:
         return float(np.asarray(jax.device_get(x)))
+
+
+def _first_local_copy(x):
+    """Row 0 of this process's part of a pmap output (its rows are identical copies).
+    ``x[0]`` on the global array would be a computation every process must join."""
+    return x.addressable_data(0)[0]
 
 
 def host_int(x) -> int:

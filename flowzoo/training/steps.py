@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-# Why a step was skipped: which metric was not finite.
-NONFINITE_METRICS = {1: "loss", 2: "gradient"}
+# Why a step was skipped: the first of these that was not finite.
+NONFINITE_METRICS = {1: "loss", 2: "gradient", 3: "updated parameters or optimizer state"}
 
 
 @flax.struct.dataclass
@@ -25,6 +25,7 @@ class TrainState:
     nonfinite_streak: jax.Array  # int32: consecutive skipped steps
     nonfinite_total: jax.Array  # int32: skipped steps in the whole run
     nonfinite_metric: jax.Array  # int32: NONFINITE_METRICS code of the last skip
+    nonfinite_limit_step: jax.Array  # int32: first step ending a streak of the limit; 0: none
     model_state: Any = flax.struct.field(default_factory=dict)  # Model.init_model_state()
 
 
@@ -36,6 +37,7 @@ def create_state(params, tx, rng_key, model_state=None) -> TrainState:
     return TrainState(step=zero(), params=params, ema_params=ema, opt_state=tx.init(params),
                       rng=jax.random.key_data(rng_key), nonfinite_streak=zero(),
                       nonfinite_total=zero(), nonfinite_metric=zero(),
+                      nonfinite_limit_step=zero(),
                       model_state={} if model_state is None else model_state)
 
 
@@ -43,9 +45,19 @@ def step_key(state: TrainState):
     return jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
 
 
-def train_step(state: TrainState, batch, *, model, tx, ema_decay, axis_name=None):
-    """One optimizer step; a non-finite loss or gradient leaves the state as it
-    was (only the step counter and the skip counters move)."""
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def train_step(state: TrainState, batch, *, model, tx, ema_decay, max_nonfinite_in_a_row,
+               axis_name=None):
+    """One optimizer step.  A step whose loss, gradients, new parameters or new optimizer
+    state are not all finite leaves the state as it was: only the step counter and the skip
+    counters move, and ``nonfinite_limit_step`` records the step at which
+    ``max_nonfinite_in_a_row`` skips in a row were first reached.  The decision is made
+    here, on the device; the host reads the counters when it logs."""
     key = step_key(state)
     if model.init_model_state is None:
         (loss, metrics), grads = jax.value_and_grad(model.loss, has_aux=True)(
@@ -62,24 +74,30 @@ def train_step(state: TrainState, batch, *, model, tx, ema_decay, axis_name=None
         loss, metrics, grads, model_state = jax.lax.pmean(
             (loss, metrics, grads, model_state), axis_name)
     grad_norm = optax.tree.norm(grads)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
     loss_ok, grad_ok = jnp.isfinite(loss), jnp.isfinite(grad_norm)
-    ok = loss_ok & grad_ok
+    update_ok = _all_finite((params, opt_state))
+    ok = loss_ok & grad_ok & update_ok
 
-    def update(old):
-        updates, opt_state = tx.update(grads, old.opt_state, old.params)
-        params = optax.apply_updates(old.params, updates)
+    def accept(old):
         ema = optax.incremental_update(params, old.ema_params, 1.0 - ema_decay)
         return old.replace(params=params, ema_params=ema, opt_state=opt_state,
                            model_state=model_state)
 
-    # A branch rather than a select per leaf: the same result, and XLA:CPU compiles the
-    # update 6 s faster for Flow++'s 108 parameter arrays (BUILD_NOTES.md, compile time).
-    state = jax.lax.cond(ok, update, lambda old: old, state)
+    # A branch that computes the EMA, rather than a select per leaf: the same result, and
+    # XLA:CPU compiles it faster for Flow++'s ~100 parameter arrays (docs/decisions.md).
+    state = jax.lax.cond(ok, accept, lambda old: old, state)
+    streak = jnp.where(ok, 0, state.nonfinite_streak + 1)
+    step = state.step + 1
+    first_limit = (streak >= max_nonfinite_in_a_row) & (state.nonfinite_limit_step == 0)
     state = state.replace(
-        step=state.step + 1,
-        nonfinite_streak=jnp.where(ok, 0, state.nonfinite_streak + 1),
+        step=step,
+        nonfinite_streak=streak,
         nonfinite_total=state.nonfinite_total + (~ok).astype(jnp.int32),
-        nonfinite_metric=jnp.where(ok, state.nonfinite_metric, jnp.where(loss_ok, 2, 1)),
+        nonfinite_metric=jnp.where(ok, state.nonfinite_metric,
+                                   jnp.where(~loss_ok, 1, jnp.where(~grad_ok, 2, 3))),
+        nonfinite_limit_step=jnp.where(first_limit, step, state.nonfinite_limit_step),
     )
     return state, dict(metrics, loss=loss, grad_norm=grad_norm)
 

@@ -2,28 +2,28 @@
 
 Importable from a notebook; ``experiments/main.py`` is a thin absl wrapper.
 The loop owns optimizer, EMA, RNG, data position (= step), evaluation,
-checkpoints, metrics and images; models only supply pure functions.
+checkpoints, metrics and images; models only supply pure functions.  The
+workdir is a local folder or a URL such as ``gs://bucket/run`` (see workdir.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
-import os
-import signal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from etils import epath
 from jax.experimental import multihost_utils
 
 from flowzoo import data, models
 from flowzoo.training import config as config_lib
 from flowzoo.training import metrics as metrics_lib
-from flowzoo.training import host_memory, optim, steps
+from flowzoo.training import host_memory, optim, preemption, steps
+from flowzoo.training import workdir as workdir_lib
 from flowzoo.training.checkpoint import Checkpointer
 from flowzoo.training.parallel import Parallel, host_int
 
@@ -42,7 +42,7 @@ class NonFiniteError(RuntimeError):
 @dataclasses.dataclass
 class _Run:
     config: object
-    workdir: str
+    workdir: epath.Path
     train_data: object
     eval_data: object
     batches: object
@@ -71,9 +71,10 @@ def _setup(config, workdir) -> _Run:
     model = models.build(config.model, train_data.images.shape[1:], num_levels)
     tx = optim.make_optimizer(config.optim)
     parallel = Parallel(config.parallel, model, tx, config.optim.ema_decay,
-                        config.train.batch_size, config.eval.batch_size)
-    return _Run(config, workdir, train_data, eval_data, batches, model, tx, parallel,
-                jax.process_index() == 0, num_levels,
+                        config.train.batch_size, config.eval.batch_size,
+                        max_nonfinite_in_a_row=config.train.max_nonfinite_in_a_row)
+    return _Run(config, workdir_lib.resolve(workdir), train_data, eval_data, batches, model,
+                tx, parallel, jax.process_index() == 0, num_levels,
                 jax.jit(model.sample, static_argnums=2))
 
 
@@ -97,22 +98,20 @@ def _fresh_state(run: _Run):
     return steps.create_state(params, run.tx, run_key, model_state)
 
 
-def _state_template(run: _Run):
-    """Shapes, dtypes and placement of a fresh TrainState, without running the init (a
-    data-dependent Flow++ init costs a compile and a forward pass): what Orbax restores to."""
+def _abstract_state(run: _Run):
+    """Shapes, dtypes and checkpoint placement of a TrainState, without running the init
+    (a data-dependent Flow++ init costs a compile and a forward pass): what Orbax restores
+    into."""
     key = jax.random.PRNGKey(run.config.seed)
     batch = _init_batch(run)
     model_state = run.model.init_model_state if run.model.init_model_state else (lambda: None)
     shapes = jax.eval_shape(
         lambda: steps.create_state(run.model.init(key, batch), run.tx, key, model_state()))
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
-                        shapes)
+    return run.parallel.abstract_state(shapes)
 
 
 def _restore_or_init(run: _Run, checkpointer: Checkpointer):
-    template = _state_template(run)
-    restored, step = checkpointer.restore_latest(template)
+    restored, step = checkpointer.restore_latest(_abstract_state(run))
     if restored is None:
         _say(f"No checkpoint in {checkpointer.directory}: starting from a data-dependent "
              f"init.", run.is_primary)
@@ -122,9 +121,10 @@ def _restore_or_init(run: _Run, checkpointer: Checkpointer):
     return run.parallel.put_state(restored)
 
 
-def _evaluate(run: _Run, state) -> dict:
+def _evaluate(run: _Run, state, stop: preemption.StopSignal | None = None) -> dict:
     """Per-example metrics averaged over the eval split (or its first
-    ``eval.max_examples``), with the EMA parameters."""
+    ``eval.max_examples``), with the EMA parameters.  ``stop.check()`` runs between
+    batches, so SIGTERM interrupts a long evaluation."""
     eval_data = run.eval_data
     limit = run.config.eval.max_examples
     if limit:
@@ -136,6 +136,8 @@ def _evaluate(run: _Run, state) -> dict:
     key = jax.random.fold_in(jax.random.PRNGKey(run.config.seed), 0x5EED)
     totals = None
     for batch in batches.eval_batches():
+        if stop is not None:
+            stop.check()
         sums = run.parallel.eval_sums(state, run.parallel.put_batch(batch), key)
         sums = jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float64), sums)
         totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
@@ -150,7 +152,7 @@ def _write_samples(run: _Run, state, step: int, name: str = "samples") -> str | 
     images = run.sample_fn(params, key, n)
     if not run.is_primary:
         return None
-    path = os.path.join(run.workdir, f"{name}_step{step:07d}.png")
+    path = run.workdir / f"{name}_step{step:07d}.png"
     return metrics_lib.save_image_grid(jax.device_get(images), run.num_levels, path)
 
 
@@ -168,93 +170,143 @@ def _write_reconstructions(run: _Run, state, step: int) -> str | None:
     if not run.is_primary:
         return None
     both = np.concatenate([batch["image"], np.asarray(jax.device_get(recon))])
-    path = os.path.join(run.workdir, f"reconstructions_step{step:07d}.png")
+    path = run.workdir / f"reconstructions_step{step:07d}.png"
     columns = int(math.ceil(math.sqrt(n)))
     return metrics_lib.save_image_grid(both, run.num_levels, path, columns=columns)
 
 
-@contextlib.contextmanager
-def _sigterm_flag():
-    """Yields a dict whose 'set' becomes True on SIGTERM (main thread only)."""
-    flag = {"set": False}
-    try:
-        previous = signal.signal(signal.SIGTERM, lambda *_: flag.update(set=True))
-    except ValueError:  # not the main thread (e.g. a notebook worker): no handler
-        yield flag
-        return
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def _write_config(run: _Run):
+    """The resolved config, once, at the run's first start (the workdir explains itself)."""
+    path = run.workdir / "config.json"
+    if run.is_primary and not path.exists():
+        workdir_lib.write_atomic(path, run.config.to_json_best_effort(indent=2) + "\n")
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
-    """Trains (resuming from the newest checkpoint in ``workdir``), evaluates
+@dataclasses.dataclass
+class _Progress:
+    """Where a run is, for the SIGTERM message and what it should save."""
+
+    phase: str = "start-up"
+    state: object = None
+    step: int = 0
+    start_step: int = 0  # the step the run resumed at (0 when fresh)
+
+
+def train_and_evaluate(config, workdir, *, stop: preemption.StopSignal | None = None) -> dict:
+    """Trains (resuming from the newest intact checkpoint in ``workdir``), evaluates
     and samples.  Returns a summary: final metrics, paths, and whether the run
-    was preempted (then the caller should exit and be restarted)."""
-    run = _setup(config, workdir)
+    was preempted (then the caller should exit with status 143 and be restarted).
+
+    SIGTERM (one process) or JAX's preemption notice (several) at any moment saves what
+    is worth saving, says so in one line and returns with ``preempted`` set.  ``stop``:
+    the launcher's StopSignal (default: a new one)."""
+    root = workdir_lib.resolve(workdir)
+    summary = {"workdir": str(root), "preempted": False}
     cfg = config.train
-    checkpointer = Checkpointer(workdir, save_every=cfg.checkpoint_every,
-                                keep=cfg.keep_checkpoints)
-    writer = metrics_lib.MetricWriter(workdir, enabled=run.is_primary)
-    summary = {"workdir": os.path.abspath(workdir), "preempted": False}
+    checkpointer = Checkpointer(root, save_every=cfg.checkpoint_every, keep=cfg.keep_checkpoints)
+    progress = _Progress()
+    run = writer = None
     try:
-        state = _restore_or_init(run, checkpointer)
-        step = host_int(run.parallel.get_state(state).step)
-        progress = metrics_lib.Progress(cfg.num_steps, cfg.batch_size, run.model.loss_unit)
-        with _sigterm_flag() as sigterm:
-            while step < cfg.num_steps:
-                batch = run.parallel.put_batch(run.batches.batch(step))
-                state, train_metrics = run.parallel.train(state, batch)
-                step += 1
-                _check_finite(run, state, step)
-                if step % cfg.log_every == 0 or step == cfg.num_steps:
-                    host = {k: run.parallel.scalar(v) for k, v in train_metrics.items()}
-                    writer.write(step, "train", host)
-                    _say(progress.line(step, host["loss"]), run.is_primary)
-                if step % cfg.eval_every == 0 and step < cfg.num_steps:
-                    _eval_and_write(run, state, step, writer)
-                    host_memory.release_free_memory()  # before the next train step
-                checkpointer.save(step, run.parallel.get_state(state))
-                if sigterm["set"] or checkpointer.reached_preemption(step):
-                    checkpointer.save(step, run.parallel.get_state(state), force=True)
-                    checkpointer.wait()
-                    logging.warning("Preempted at step %d: checkpoint saved, exiting.", step)
-                    _say(f"Preempted at step {step}: checkpoint saved in "
-                         f"{checkpointer.directory}; rerun the same command to resume.",
-                         run.is_primary)
-                    return summary | {"preempted": True, "step": step}
-        checkpointer.save(step, run.parallel.get_state(state), force=True)
-        summary |= _eval_and_write(run, state, step, writer)
-        summary["step"] = step
-        summary["checkpoint_dir"] = checkpointer.directory
-        checkpointer.wait()
-        if run.is_primary:
-            with open(os.path.join(workdir, "summary.json"), "w") as f:
-                json.dump(summary, f, indent=2)
+        with stop or preemption.StopSignal() as stop:
+            try:
+                stop.check()
+                run = _setup(config, root)
+                stop.check()
+                writer = metrics_lib.MetricWriter(root, enabled=run.is_primary)
+                _write_config(run)
+                progress.state = _restore_or_init(run, checkpointer)
+                progress.step = progress.start_step = host_int(
+                    run.parallel.get_state(progress.state).step)
+                stop.check()
+                summary |= _train_loop(run, checkpointer, writer, stop, progress)
+            except preemption.Preempted:
+                pass
+            if progress.phase != "done":
+                return summary | _save_on_preemption(run, checkpointer, progress)
         return summary
     finally:
         checkpointer.close()
-        writer.close()
+        if writer is not None:
+            writer.close()
 
 
-def _check_finite(run: _Run, state, step: int):
+def _train_loop(run, checkpointer, writer, stop, progress: _Progress) -> dict:
+    cfg = run.config.train
+    console = metrics_lib.Progress(cfg.num_steps, cfg.batch_size, run.model.loss_unit)
+    skipped = host_int(run.parallel.get_state(progress.state).nonfinite_total)
+    progress.phase = "the first step's compilation"
+    while progress.step < cfg.num_steps:
+        batch = run.parallel.put_batch(run.batches.batch(progress.step))
+        progress.state, train_metrics = run.parallel.train(progress.state, batch)
+        progress.step = step = progress.step + 1
+        progress.phase = "training"
+        if step % cfg.log_every == 0 or step == cfg.num_steps:
+            host = {k: run.parallel.scalar(v) for k, v in train_metrics.items()}
+            skipped = _check_finite(run, progress.state, step, skipped)
+            writer.write(step, "train", host | {"skipped_nonfinite_steps": skipped})
+            _say(console.line(step, host["loss"]), run.is_primary)
+        if step % cfg.eval_every == 0 and step < cfg.num_steps:
+            progress.phase = "a periodic evaluation"
+            _eval_and_write(run, progress.state, step, writer, stop)
+            host_memory.release_free_memory()  # before the next train step
+        checkpointer.save(step, run.parallel.checkpoint_state(progress.state))
+        if stop.at_step(step):
+            return {}  # the caller saves this step and reports
+    checkpointer.save(progress.step, run.parallel.checkpoint_state(progress.state), force=True)
+    checkpointer.wait()  # committed before the final evaluation, which SIGTERM may cut short
+    progress.phase = "the final evaluation"
+    summary = _eval_and_write(run, progress.state, progress.step, writer, stop)
+    summary["step"] = progress.step
+    summary["checkpoint_dir"] = str(checkpointer.directory)
+    if run.is_primary:
+        workdir_lib.write_atomic(run.workdir / "summary.json",
+                                 json.dumps(summary, indent=2) + "\n")
+    progress.phase = "done"
+    return summary
+
+
+def _save_on_preemption(run: _Run | None, checkpointer: Checkpointer,
+                        progress: _Progress) -> dict:
+    """After SIGTERM or a preemption notice: save the steps not yet saved, commit every
+    pending save (no temporary checkpoint left behind) and say so in one line."""
+    if progress.state is None or progress.step == progress.start_step:
+        since = (f"the checkpoint at step {progress.step}" if progress.step else "a fresh start")
+        message = (f"Preempted during {progress.phase}: no step ran since {since}, so "
+                   f"nothing was saved; rerun the same command to resume.")
+    else:
+        checkpointer.save(progress.step, run.parallel.checkpoint_state(progress.state),
+                          force=True)
+        message = (f"Preempted during {progress.phase} at step {progress.step}: checkpoint "
+                   f"saved in {checkpointer.directory}; rerun the same command to resume.")
+    checkpointer.wait()
+    logging.warning(message)
+    if jax.process_index() == 0:
+        print(message, flush=True)
+    return {"preempted": True, "step": progress.step}
+
+
+def _check_finite(run: _Run, state, step: int, skipped_before: int) -> int:
+    """Reads the step's skip counters (at log time: no per-step host round trip), warns
+    about new skips and stops the run once the limit of skips in a row was reached."""
     host = run.parallel.get_state(state)
-    streak = host_int(host.nonfinite_streak)
-    if streak and streak >= run.config.train.max_nonfinite_in_a_row:
-        metric = steps.NONFINITE_METRICS.get(host_int(host.nonfinite_metric), "?")
+    limit_step = host_int(host.nonfinite_limit_step)
+    skipped = host_int(host.nonfinite_total)
+    metric = steps.NONFINITE_METRICS.get(host_int(host.nonfinite_metric), "?")
+    if limit_step:
+        limit = run.config.train.max_nonfinite_in_a_row
         raise NonFiniteError(
-            f"Stopping at step {step}: the {metric} was not finite for {streak} steps in a row "
-            f"(steps {step - streak + 1}..{step}; {host_int(host.nonfinite_total)} skipped in "
-            f"all; none reached the parameters or a checkpoint).  Lower "
-            f"config.optim.learning_rate or raise config.train.max_nonfinite_in_a_row.")
-    if streak:
-        logging.warning("Step %d skipped: non-finite %s.", step,
-                        steps.NONFINITE_METRICS.get(host_int(host.nonfinite_metric), "?"))
+            f"Stopping at step {step}: the {metric} was not finite for {limit} steps in a row "
+            f"(steps {limit_step - limit + 1}..{limit_step}; {skipped} skipped in all; none "
+            f"reached the parameters or a checkpoint).  Lower config.optim.learning_rate or "
+            f"raise config.train.max_nonfinite_in_a_row.")
+    if skipped > skipped_before:
+        logging.warning("%d steps skipped up to step %d (last: non-finite %s).",
+                        skipped - skipped_before, step, metric)
+    return skipped
 
 
-def _eval_and_write(run: _Run, state, step: int, writer) -> dict:
-    results = _evaluate(run, state)
+def _eval_and_write(run: _Run, state, step: int, writer, stop=None) -> dict:
+    results = _evaluate(run, state, stop)
     results["loss"] = results[run.model.eval_metric]
     writer.write(step, "eval", results)
     samples = _write_samples(run, state, step)
@@ -262,7 +314,7 @@ def _eval_and_write(run: _Run, state, step: int, writer) -> dict:
     curve = None
     if run.is_primary:
         curve = metrics_lib.save_learning_curve(
-            writer, run.model.loss_unit, os.path.join(run.workdir, "learning_curve.png"))
+            writer, run.model.loss_unit, run.workdir / "learning_curve.png")
         _say(f"eval at step {step}: {run.model.eval_metric} {results['loss']:.4f} "
              f"{run.model.loss_unit} (EMA params, {int(results['num_examples'])} examples); "
              f"samples: {samples}")
@@ -271,27 +323,35 @@ def _eval_and_write(run: _Run, state, step: int, writer) -> dict:
 
 
 def _load_for_inference(config, workdir):
+    """The newest intact checkpoint, read-only: damaged steps are reported, not moved."""
     run = _setup(config, workdir)
     checkpointer = Checkpointer(workdir, save_every=1, keep=config.train.keep_checkpoints)
-    template = _state_template(run)
-    state, step = checkpointer.restore_latest(template)
-    checkpointer.close()
+    state, step = checkpointer.restore_latest(_abstract_state(run), move_damaged_aside=False)
     if state is None:
         raise FileNotFoundError(f"No checkpoint in {checkpointer.directory}; train first "
                                 f"(--mode=train with the same --workdir).")
     return run, run.parallel.put_state(state), step
 
 
-def evaluate(config, workdir: str) -> dict:
-    """Metrics of the newest checkpoint on the eval split."""
-    run, state, step = _load_for_inference(config, workdir)
-    return {"step": step, **_evaluate(run, state)}
+def evaluate(config, workdir, *, stop: preemption.StopSignal | None = None) -> dict:
+    """Metrics of the newest checkpoint on the eval split.  Raises
+    ``preemption.Preempted`` on SIGTERM (nothing to save)."""
+    with stop or preemption.StopSignal() as stop:
+        stop.check()
+        run, state, step = _load_for_inference(config, workdir)
+        return {"step": step, **_evaluate(run, state, stop)}
 
 
-def sample(config, workdir: str) -> str | None:
-    """Writes a sample grid from the newest checkpoint; returns its path."""
-    run, state, step = _load_for_inference(config, workdir)
-    return _write_samples(run, state, step, name="samples_final")
+def sample(config, workdir, *, stop: preemption.StopSignal | None = None) -> str | None:
+    """Writes a sample grid from the newest checkpoint; returns its path.  Raises
+    ``preemption.Preempted`` on SIGTERM (nothing to save)."""
+    with stop or preemption.StopSignal() as stop:
+        stop.check()
+        run, state, step = _load_for_inference(config, workdir)
+        stop.check()
+        path = _write_samples(run, state, step, name="samples_final")
+        stop.check()
+        return path
 
 
 def describe(config) -> dict:

@@ -15,20 +15,30 @@ from tests.training.helpers import ROOT, SMOKE, final_params, run_main, smoke_co
 STEPS = 4
 
 
-def _train_params(mode, tmp_path):
+def _train(mode, tmp_path):
+    """(params, per-step losses, per-step gradient global norms) after STEPS steps."""
     config = smoke_config(parallel=mode)
     run = trainer._setup(config, str(tmp_path / mode))
     state = run.parallel.put_state(trainer._fresh_state(run))
+    losses, grad_norms = [], []
     for step in range(STEPS):
-        state, _ = run.parallel.train(state, run.parallel.put_batch(run.batches.batch(step)))
-    return jax.device_get(run.parallel.get_state(state).params)
+        state, metrics = run.parallel.train(state,
+                                            run.parallel.put_batch(run.batches.batch(step)))
+        losses.append(run.parallel.scalar(metrics["loss"]))
+        grad_norms.append(run.parallel.scalar(metrics["grad_norm"]))
+    return jax.device_get(run.parallel.get_state(state).params), losses, grad_norms
 
 
-def test_jit_sharded_and_pmap_give_the_same_parameters(tmp_path):
+def test_jit_sharded_and_pmap_give_the_same_losses_gradients_and_parameters(tmp_path):
+    """Adam normalises a gradient's scale away, so the parameters alone would let a
+    gradient summed (not averaged) over the 8 devices pass; the loss and the gradient's
+    global norm are compared too, step by step."""
     assert jax.device_count() == 8
-    reference = _train_params("jit", tmp_path)
+    reference, ref_losses, ref_norms = _train("jit", tmp_path)
     for mode in ("sharded", "pmap"):
-        other = _train_params(mode, tmp_path)
+        other, losses, norms = _train(mode, tmp_path)
+        np.testing.assert_allclose(losses, ref_losses, rtol=1e-5, err_msg=mode)
+        np.testing.assert_allclose(norms, ref_norms, rtol=1e-4, err_msg=mode)
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6),
                      reference, other)
 

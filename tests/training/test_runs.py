@@ -5,12 +5,14 @@ from __future__ import annotations
 import importlib
 import json
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from flowzoo import models, training
 from flowzoo.training import trainer
-from tests.training.helpers import ROOT, run_main, smoke_config
+from tests.training.helpers import ROOT, final_params, run_main, smoke_config
 
 CONFIGS = sorted(p.stem for p in (ROOT / "experiments" / "configs").glob("*.py")
                  if p.stem != "__init__")
@@ -61,9 +63,26 @@ def test_repeated_non_finite_steps_stop_the_run_naming_step_and_metric(tmp_path,
 
     monkeypatch.setitem(models._BUILDERS, "small_flow", poisoned)
     config = smoke_config(**{"train.max_nonfinite_in_a_row": 3, "parallel": "jit"})
-    with pytest.raises(trainer.NonFiniteError, match=r"step 3: the loss was not finite for 3"):
+    # The counters are read when the run logs (step 5), naming the steps of the streak.
+    with pytest.raises(trainer.NonFiniteError,
+                       match=r"step 5: the loss was not finite for 3 steps in a row \(steps 1..3"):
         training.train_and_evaluate(config, str(tmp_path))
     assert not list((tmp_path / "checkpoints").glob("[0-9]*"))
+
+
+def test_infinite_learning_rate_stops_before_nan_parameters_reach_a_checkpoint(tmp_path):
+    """Loss and gradients stay finite; the updated parameters do not.  Such steps are
+    skipped and the run stops, and nothing non-finite is ever saved."""
+    overrides = {"optim.learning_rate": float("inf"), "optim.warmup_steps": 0}
+    result = run_main(tmp_path, *(f"--config.{k}={v}" for k, v in overrides.items()),
+                      "--config.train.checkpoint_every=1")
+    assert result.returncode != 0
+    assert "the updated parameters or optimizer state was not finite" in result.stderr
+    saved = sorted((tmp_path / "checkpoints").glob("[0-9]*"))
+    assert saved, "checkpoint_every=1 saves the skipped steps' (unchanged) state"
+    _, params, ema = final_params(smoke_config(**overrides), tmp_path)
+    for leaf in jax.tree.leaves((params, ema)):
+        assert np.all(np.isfinite(leaf))
 
 
 def test_autoencoder_reconstructions_are_written_at_each_eval(tmp_path, monkeypatch):

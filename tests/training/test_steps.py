@@ -29,6 +29,10 @@ def _batch(index):
             "index": np.asarray(index, np.int32)}
 
 
+def _train_step(state, batch, **kwargs):
+    return steps.train_step(state, batch, **{"max_nonfinite_in_a_row": 3, **kwargs})
+
+
 def _state(tx):
     return steps.create_state({"w": jnp.float32(3.0)}, tx, jax.random.PRNGKey(0))
 
@@ -36,7 +40,7 @@ def _state(tx):
 def test_step_updates_params_ema_and_counter():
     tx = optax.sgd(0.1)
     state = _state(tx)
-    new, metrics = steps.train_step(state, _batch([0, 1]), model=_quadratic_model(), tx=tx,
+    new, metrics = _train_step(state, _batch([0, 1]), model=_quadratic_model(), tx=tx,
                                     ema_decay=0.9)
     assert int(new.step) == 1
     assert float(new.params["w"]) != 3.0
@@ -48,16 +52,16 @@ def test_non_finite_loss_never_reaches_params_or_optimizer_state():
     tx = optax.adam(0.1)
     model = _quadratic_model(poison_index=5)
     state = _state(tx)
-    state, _ = steps.train_step(state, _batch([0, 1]), model=model, tx=tx, ema_decay=0.9)
+    state, _ = _train_step(state, _batch([0, 1]), model=model, tx=tx, ema_decay=0.9)
     before = state
-    state, metrics = steps.train_step(state, _batch([4, 5]), model=model, tx=tx, ema_decay=0.9)
+    state, metrics = _train_step(state, _batch([4, 5]), model=model, tx=tx, ema_decay=0.9)
     assert not np.isfinite(float(metrics["loss"]))
     assert int(state.step) == 2  # the data position still advances
     jax.tree.map(np.testing.assert_array_equal, (state.params, state.ema_params, state.opt_state),
                  (before.params, before.ema_params, before.opt_state))
     assert int(state.nonfinite_streak) == 1 and int(state.nonfinite_total) == 1
     assert steps.NONFINITE_METRICS[int(state.nonfinite_metric)] == "loss"
-    state, _ = steps.train_step(state, _batch([0, 1]), model=model, tx=tx, ema_decay=0.9)
+    state, _ = _train_step(state, _batch([0, 1]), model=model, tx=tx, ema_decay=0.9)
     assert int(state.nonfinite_streak) == 0 and int(state.nonfinite_total) == 1
 
 
@@ -66,9 +70,36 @@ def test_non_finite_gradient_is_named():
         return jnp.sqrt(jnp.abs(params["w"])) * 0.0, {}
     tx = optax.sgd(0.1)
     state = steps.create_state({"w": jnp.float32(0.0)}, tx, jax.random.PRNGKey(0))
-    state, _ = steps.train_step(state, _batch([0]), model=Model(None, loss, None, None), tx=tx,
+    state, _ = _train_step(state, _batch([0]), model=Model(None, loss, None, None), tx=tx,
                                 ema_decay=0.9)
     assert steps.NONFINITE_METRICS[int(state.nonfinite_metric)] == "gradient"
+
+
+def test_non_finite_update_is_skipped_though_loss_and_gradient_are_finite():
+    """An infinite learning rate makes finite gradients into NaN parameters and Adam
+    moments: the step is skipped and named, and the limit step is recorded once."""
+    tx = optax.adam(jnp.inf)
+    state = _state(tx)
+    before = state
+    for expected_step in (1, 2, 3, 4):
+        state, metrics = _train_step(state, _batch([0, 1]), model=_quadratic_model(), tx=tx,
+                                     ema_decay=0.9)
+        assert np.isfinite(float(metrics["loss"])) and np.isfinite(float(metrics["grad_norm"]))
+        assert int(state.step) == expected_step
+    jax.tree.map(np.testing.assert_array_equal, (state.params, state.ema_params, state.opt_state),
+                 (before.params, before.ema_params, before.opt_state))
+    assert steps.NONFINITE_METRICS[int(state.nonfinite_metric)].startswith("updated parameters")
+    assert int(state.nonfinite_streak) == 4 and int(state.nonfinite_total) == 4
+    assert int(state.nonfinite_limit_step) == 3  # the limit (3 in a row) was reached at step 3
+
+
+def test_limit_step_stays_recorded_after_the_streak_ends():
+    tx = optax.sgd(0.1)
+    model = _quadratic_model(poison_index=5)
+    state = _state(tx)
+    for index in ([5], [5], [5], [0], [5]):
+        state, _ = _train_step(state, _batch(index), model=model, tx=tx, ema_decay=0.9)
+    assert int(state.nonfinite_streak) == 1 and int(state.nonfinite_limit_step) == 3
 
 
 def _optim_cfg(**kw):
@@ -135,7 +166,7 @@ def test_model_state_moves_each_step_is_kept_on_skips_and_gets_no_gradient():
     state = steps.create_state({"w": jnp.float32(3.0)}, tx, jax.random.PRNGKey(0),
                                model.init_model_state())
     batch = _batch([0, 1])
-    state, metrics = steps.train_step(state, batch, model=model, tx=tx, ema_decay=0.9)
+    state, metrics = _train_step(state, batch, model=model, tx=tx, ema_decay=0.9)
     mean = batch["image"].astype(np.float32).mean()
     np.testing.assert_allclose(state.model_state["avg"], 0.5 * mean, rtol=1e-6)
     assert float(state.model_state["seen"]) == 1.0
@@ -143,5 +174,5 @@ def test_model_state_moves_each_step_is_kept_on_skips_and_gets_no_gradient():
     x = batch["image"].astype(np.float32).mean(axis=(1, 2, 3))
     np.testing.assert_allclose(metrics["grad_norm"], abs(np.mean(2 * (3.0 - x))), rtol=1e-5)
     before = state.model_state
-    state, _ = steps.train_step(state, _batch([4, 5]), model=model, tx=tx, ema_decay=0.9)
+    state, _ = _train_step(state, _batch([4, 5]), model=model, tx=tx, ema_decay=0.9)
     jax.tree.map(np.testing.assert_array_equal, state.model_state, before)  # skipped step
