@@ -43,16 +43,20 @@ def mixture_log_cdf_and_sf(x, logits, means, log_scales):
     return log_cdf, log_sf
 
 
-def log_diff_sigmoid(a, b):
-    """log(sigmoid(a) - sigmoid(b)) for a > b, exact in both tails.
+def log_diff_sigmoid(a, b, log_gap=None):
+    """log(sigmoid(a) - sigmoid(b)) for a > b, accurate at any a, b and any gap.
 
-    Uses sigmoid(a) - sigmoid(b) = sigmoid(-b) - sigmoid(-a) to work on the side
-    of zero where the two terms are not both close to 1.
+    Uses sigmoid(a) - sigmoid(b) = sigmoid(a) sigmoid(-b) (1 - e^(b-a)): each factor
+    is computed in log space with no cancellation, in both tails and for a narrow
+    gap, where subtracting two nearly equal CDFs would lose most digits.
+    ``log_gap = log(a - b)``, when the caller knows it more accurately than the
+    difference of the rounded ``a`` and ``b`` (a narrow bin: log(width) - log(scale)).
     """
-    right = (a + b) > 0  # both terms near 1: reflect
-    hi = jnp.where(right, -b, a)
-    lo = jnp.where(right, -a, b)
-    log_hi = jax.nn.log_sigmoid(hi)
-    log_lo = jax.nn.log_sigmoid(lo)
-    # log(e^log_hi - e^log_lo) = log_hi + log(-expm1(log_lo - log_hi))
-    return log_hi + jnp.log(-jnp.expm1(jnp.minimum(log_lo - log_hi, -1e-30)))
+    if log_gap is None:
+        log_gap = jnp.log(a - b)
+    # log(1 - e^-g): log(-expm1(-g)) unless g underflows, where it is log(g) to
+    # float precision; the clamp keeps the unused branch's gradient finite.
+    tiny = log_gap < -20.0
+    wide = jnp.log(-jnp.expm1(-jnp.exp(jnp.maximum(log_gap, -20.0))))
+    log_one_minus = jnp.where(tiny, log_gap, wide)
+    return jax.nn.log_sigmoid(a) + jax.nn.log_sigmoid(-b) + log_one_minus

@@ -31,26 +31,28 @@ class Affine(Bijector):
 
     def init(self, key, x, **context):
         del key, context
-        _checks.check_float(x, "Affine")
+        x = self._check_input(x, "init")
         shape = x.shape[x.ndim - self.event_ndims:]
         return {"shift": jnp.zeros(shape, x.dtype), "log_scale": jnp.zeros(shape, x.dtype)}
 
-    def _log_det(self, log_scale, shape):
-        return _checks.sum_last(jnp.broadcast_to(log_scale, shape), self.event_ndims)
+    def _params(self, params, x, method):
+        shift, log_scale = self._unpack_params(params, ("shift", "log_scale"), x, method)
+        event = x.shape[x.ndim - self.event_ndims:]
+        for name, value in (("shift", shift), ("log_scale", log_scale)):
+            _checks.check_broadcasts_to(value, x.shape, name, f"Affine.{method}",
+                                        f"{event} from Affine.init, or any shape that does")
+        log_det = _checks.sum_last(jnp.broadcast_to(log_scale, x.shape), self.event_ndims)
+        return shift, log_scale, log_det
 
     def forward(self, params, x, **context):
-        _checks.check_float(x, "Affine")
-        _checks.check_min_ndim(x, self.event_ndims, "Affine", f"{self.event_ndims} event axes")
-        log_scale = params["log_scale"]
-        y = x * jnp.exp(log_scale) + params["shift"]
-        return y, self._log_det(log_scale, y.shape)
+        x = self._check_input(x, "forward")
+        shift, log_scale, log_det = self._params(params, x, "forward")
+        return x * jnp.exp(log_scale) + shift, log_det
 
     def inverse(self, params, y, **context):
-        _checks.check_float(y, "Affine")
-        _checks.check_min_ndim(y, self.event_ndims, "Affine", f"{self.event_ndims} event axes")
-        log_scale = params["log_scale"]
-        x = (y - params["shift"]) * jnp.exp(-log_scale)
-        return x, -self._log_det(log_scale, x.shape)
+        y = self._check_input(y, "inverse")
+        shift, log_scale, log_det = self._params(params, y, "inverse")
+        return (y - shift) * jnp.exp(-log_scale), -log_det
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,9 +15,12 @@ from flowzoo.bijectors.base import Bijector
 _INITS = ("identity_noise", "orthogonal")
 
 
-def _check(x, event_ndims, what):
-    _checks.check_float(x, what)
-    _checks.check_min_ndim(x, event_ndims, what, "(..., channels last)")
+_LAYOUT = "(..., channels last)"
+
+
+def _linalg_dtype(dtype):
+    """float32 at least: LAPACK has no float16/bfloat16 routines."""
+    return jnp.promote_types(dtype, jnp.float32)
 
 
 def _spatial_size(x, event_ndims) -> int:
@@ -42,7 +45,10 @@ class Invertible1x1Conv(Bijector):
     params: ``{'kernel': (C, C)}``.  ``init='identity_noise'`` gives
     I + noise_scale * N(0, 1) (Flow++); ``'orthogonal'`` a random rotation (Glow).
     The log-det uses an LU-based ``slogdet``, evaluated in float64 when JAX's
-    x64 mode is on (as Flow++ does) and cast back to the input dtype.
+    x64 mode is on (as Flow++ does) and cast back to the input dtype.  float16
+    and bfloat16 inputs work: the log-det and the inverse matrix are computed in
+    float32 (LAPACK has no half-precision routines) and the mixing in the input's
+    dtype.
     """
 
     event_ndims: int = 3
@@ -53,9 +59,11 @@ class Invertible1x1Conv(Bijector):
         if self.init_kind not in _INITS:
             raise ValueError(f"Invertible1x1Conv.init_kind must be one of {_INITS}, "
                              f"got {self.init_kind!r}.")
+        _checks.check_int(self.event_ndims, "event_ndims", 1, "Invertible1x1Conv")
+        super().__post_init__()
 
     def init(self, key, x, **context):
-        _check(x, self.event_ndims, "Invertible1x1Conv")
+        x = self._check_input(x, "init", layout=_LAYOUT)
         c = x.shape[-1]
         if self.init_kind == "orthogonal":
             kernel = jax.nn.initializers.orthogonal()(key, (c, c), x.dtype)
@@ -65,27 +73,29 @@ class Invertible1x1Conv(Bijector):
         return {"kernel": kernel}
 
     def _log_abs_det(self, kernel):
-        wide = jnp.float64 if jax.config.jax_enable_x64 else kernel.dtype
+        wide = jnp.float64 if jax.config.jax_enable_x64 else _linalg_dtype(kernel.dtype)
         return jnp.linalg.slogdet(kernel.astype(wide))[1]
 
-    def _kernel(self, params, x):
-        kernel = params["kernel"]
+    def _kernel(self, params, x, method):
+        (kernel,) = _checks.unpack(params, ("kernel",), f"Invertible1x1Conv.{method}")
+        kernel = jnp.asarray(kernel)
         if kernel.shape != (x.shape[-1],) * 2:
             raise ValueError(f"Invertible1x1Conv kernel has shape {kernel.shape} but the "
                              f"input has {x.shape[-1]} channels; re-run init on this input.")
         return kernel
 
     def forward(self, params, x, **context):
-        _check(x, self.event_ndims, "Invertible1x1Conv")
-        kernel = self._kernel(params, x)
+        x = self._check_input(x, "forward", layout=_LAYOUT)
+        kernel = self._kernel(params, x, "forward")
         log_det = _batch_log_det(self._log_abs_det(kernel), x, self.event_ndims)
         return _mix_channels(x, kernel), log_det
 
     def inverse(self, params, y, **context):
-        _check(y, self.event_ndims, "Invertible1x1Conv")
-        kernel = self._kernel(params, y)
+        y = self._check_input(y, "inverse", layout=_LAYOUT)
+        kernel = self._kernel(params, y, "inverse")
         log_det = _batch_log_det(-self._log_abs_det(kernel), y, self.event_ndims)
-        return _mix_channels(y, jnp.linalg.inv(kernel)), log_det
+        inverse = jnp.linalg.inv(kernel.astype(_linalg_dtype(kernel.dtype)))
+        return _mix_channels(y, inverse), log_det
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,8 +114,14 @@ class LUInvertible1x1Conv(Bijector):
     permutation_seed: int | None = 0
     noise_scale: float = 1e-3
 
+    def __post_init__(self):
+        _checks.check_int(self.event_ndims, "event_ndims", 1, "LUInvertible1x1Conv")
+        _checks.check_int(self.permutation_seed, "permutation_seed", 0, "LUInvertible1x1Conv",
+                          allow_none=True)
+        super().__post_init__()
+
     def init(self, key, x, **context):
-        _check(x, self.event_ndims, "LUInvertible1x1Conv")
+        x = self._check_input(x, "init", layout=_LAYOUT)
         c = x.shape[-1]
         k_low, k_up = jax.random.split(key)
         return {
@@ -114,36 +130,41 @@ class LUInvertible1x1Conv(Bijector):
             "log_diag": jnp.zeros((c,), x.dtype),
         }
 
-    def _factors(self, params, x):
+    def _factors(self, params, x, method):
         c = x.shape[-1]
-        if params["log_diag"].shape != (c,):
-            raise ValueError(f"LUInvertible1x1Conv parameters are for "
-                             f"{params['log_diag'].shape[0]} channels but the input has "
-                             f"{c}; re-run init on this input.")
-        eye = jnp.eye(c, dtype=params["lower"].dtype)
-        lower = jnp.tril(params["lower"], -1) + eye
-        upper = jnp.triu(params["upper"], 1) + jnp.diag(jnp.exp(params["log_diag"]))
+        names = ("lower", "upper", "log_diag")
+        values = [jnp.asarray(v) for v in
+                  _checks.unpack(params, names, f"LUInvertible1x1Conv.{method}")]
+        got = tuple(v.shape for v in values)
+        if got != ((c, c), (c, c), (c,)):
+            raise ValueError(f"LUInvertible1x1Conv.{method}: params {names} have shapes {got}, "
+                             f"expected {((c, c), (c, c), (c,))} for an input with {c} "
+                             f"channels; re-run init on this input.")
+        low, up, log_diag = values
+        eye = jnp.eye(c, dtype=low.dtype)
+        lower = jnp.tril(low, -1) + eye
+        upper = jnp.triu(up, 1) + jnp.diag(jnp.exp(log_diag))
         if self.permutation_seed is None:
             perm = np.arange(c)
         else:
             perm = np.random.RandomState(self.permutation_seed).permutation(c)
-        return perm, lower, upper
+        return perm, lower, upper, log_diag
 
     def forward(self, params, x, **context):
-        _check(x, self.event_ndims, "LUInvertible1x1Conv")
-        perm, lower, upper = self._factors(params, x)
+        x = self._check_input(x, "forward", layout=_LAYOUT)
+        perm, lower, upper, log_diag = self._factors(params, x, "forward")
         # (P L U)[i, j] = (L U)[perm[i], j]: mix with L U, then gather channels.
         y = _mix_channels(x, lower @ upper)[..., perm]
-        log_det = _batch_log_det(jnp.sum(params["log_diag"]), x, self.event_ndims)
+        log_det = _batch_log_det(jnp.sum(log_diag), x, self.event_ndims)
         return y, log_det
 
     def inverse(self, params, y, **context):
-        _check(y, self.event_ndims, "LUInvertible1x1Conv")
-        perm, lower, upper = self._factors(params, y)
+        y = self._check_input(y, "inverse", layout=_LAYOUT)
+        perm, lower, upper, log_diag = self._factors(params, y, "inverse")
         z = jnp.zeros_like(y).at[..., perm].set(y)  # undo the permutation
         flat = z.reshape(-1, z.shape[-1]).T
         flat = jax.scipy.linalg.solve_triangular(lower.astype(y.dtype), flat, lower=True,
                                                  unit_diagonal=True)
         flat = jax.scipy.linalg.solve_triangular(upper.astype(y.dtype), flat, lower=False)
-        log_det = _batch_log_det(-jnp.sum(params["log_diag"]), y, self.event_ndims)
+        log_det = _batch_log_det(-jnp.sum(log_diag), y, self.event_ndims)
         return flat.T.reshape(y.shape), log_det

@@ -11,11 +11,14 @@ Pieces:
   * ``conditioner``: a Flax ``linen.Module``; or any object with pure
     ``init(key, x1, **context) -> params`` and ``apply(params, x1, **context)``
     (e.g. :class:`Conditioner`); or a parameter-free callable ``f(x1, **context)``.
-    It must return ``x2.shape[:-1] + (C2 * num_params,)``.
+    It must return ``x2.shape[:-1] + (C2 * num_params,)``.  A Flax module whose
+    attributes hold lists (``nn.Sequential([...])``) is rebuilt with tuples when
+    the coupling is built, so that the coupling stays hashable (a static ``jit``
+    argument); the parameters and the function are unchanged.
   * ``inner``: a factory with ``num_params`` and ``__call__(raw) -> (bijector,
     params)`` for raw of shape ``x2.shape + (num_params,)``, returning an
     elementwise (``event_ndims=0``) bijector: :class:`AffineInner`,
-    :class:`MixtureCDFInner`.
+    :class:`MixtureCDFInner`; checked when the coupling is built.
 The coupling's parameters are the conditioner's.  Context keyword ``rngs``
 (e.g. ``{'dropout': key}``) goes to Flax's ``init``/``apply``.
 """
@@ -27,6 +30,7 @@ from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from flowzoo import _checks
 from flowzoo.bijectors.base import Bijector
@@ -37,6 +41,39 @@ class Conditioner(NamedTuple):
 
     init: Callable[..., Any]  # (key, x1, **context) -> params
     apply: Callable[..., Any]  # (params, x1, **context) -> raw
+
+
+def _frozen(value):
+    """``value`` with lists turned into tuples, inside Flax modules too."""
+    if isinstance(value, nn.Module):
+        fields = [f.name for f in dataclasses.fields(value)
+                  if f.init and f.name not in ("parent", "name")]
+        updates = {}
+        for name in fields:
+            old = getattr(value, name)
+            new = _frozen(old)
+            if new is not old:
+                updates[name] = new
+        return value.clone(**updates) if updates else value
+    if type(value) in (list, tuple):
+        items = [_frozen(v) for v in value]
+        if type(value) is tuple and all(a is b for a, b in zip(items, value)):
+            return value
+        return tuple(items)
+    return value
+
+
+def _inner_bijector(inner):
+    """The bijector ``inner`` returns, from a shape-only trace (nothing is computed)."""
+    found = []
+
+    def params_only(raw):
+        bijector, params = inner(raw)
+        found.append(bijector)
+        return params
+
+    jax.eval_shape(params_only, jax.ShapeDtypeStruct((1, inner.num_params), jnp.float32))
+    return found[0]
 
 
 def _conditioner_init(conditioner, key, x1, context):
@@ -66,13 +103,22 @@ class Coupling(Bijector):
     swap: bool = False
 
     def __post_init__(self):
+        _checks.check_int(self.event_ndims, "event_ndims", 0, "Coupling")
         if self.event_ndims < self.split.min_event_ndims:
             raise ValueError(f"Coupling with {type(self.split).__name__} needs event_ndims >= "
                              f"{self.split.min_event_ndims}, got {self.event_ndims}.")
+        inner = _inner_bijector(self.inner)
+        if inner.event_ndims != 0:
+            raise ValueError(
+                f"Coupling: the inner factory {type(self.inner).__name__} returns "
+                f"{type(inner).__name__} with event_ndims={inner.event_ndims}; the coupling "
+                f"sums the log-det over its own event_ndims={self.event_ndims} axes, so the "
+                f"inner bijector must be elementwise: build it with event_ndims=0.")
+        object.__setattr__(self, "conditioner", _frozen(self.conditioner))
+        super().__post_init__()
 
-    def _halves(self, x):
-        _checks.check_float(x, "Coupling")
-        _checks.check_min_ndim(x, self.event_ndims, "Coupling", f"{self.event_ndims} event axes")
+    def _halves(self, x, method):
+        x = self._check_input(x, method)
         x1, x2 = self.split.split(x)
         return (x2, x1) if self.swap else (x1, x2)
 
@@ -98,7 +144,7 @@ class Coupling(Bijector):
         return self.inner(raw)
 
     def init(self, key, x, **context):
-        cond, target = self._halves(x)
+        cond, target = self._halves(x, "init")
         params = _conditioner_init(self.conditioner, key, cond, context)
         raw = jax.eval_shape(
             lambda p, c: _conditioner_apply(self.conditioner, p, c, context), params, cond)
@@ -106,13 +152,13 @@ class Coupling(Bijector):
         return params
 
     def forward(self, params, x, **context):
-        cond, target = self._halves(x)
+        cond, target = self._halves(x, "forward")
         bijector, inner_params = self._inner(params, cond, target, context)
         out, log_det = bijector.forward(inner_params, target)
         return self._merge(cond, out), _checks.sum_last(log_det, self.event_ndims)
 
     def inverse(self, params, y, **context):
-        cond, target = self._halves(y)
+        cond, target = self._halves(y, "inverse")
         bijector, inner_params = self._inner(params, cond, target, context)
         out, log_det = bijector.inverse(inner_params, target)
         return self._merge(cond, out), _checks.sum_last(log_det, self.event_ndims)

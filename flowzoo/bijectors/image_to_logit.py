@@ -27,24 +27,24 @@ class ImageToLogit(Bijector):
     event_ndims: int = 3
 
     def __post_init__(self):
-        if self.num_levels < 2:
-            raise ValueError(f"ImageToLogit.num_levels must be >= 2, got {self.num_levels}.")
+        _checks.check_int(self.num_levels, "num_levels", 2, "ImageToLogit")
         if not 0.0 < self.alpha < 0.5:
             raise ValueError(f"ImageToLogit.alpha must be in (0, 0.5), got {self.alpha}.")
+        super().__post_init__()
 
     @property
     def _log_slope(self) -> float:
         return math.log((1.0 - 2.0 * self.alpha) / self.num_levels)
 
     def forward(self, params, x, **context):
-        _checks.check_float(x, "ImageToLogit")
+        x = self._check_input(x, "forward")
         p = self.alpha + x * ((1.0 - 2.0 * self.alpha) / self.num_levels)
         log_p, log_1mp = jnp.log(p), jnp.log1p(-p)
         log_det = self._log_slope - log_p - log_1mp
         return log_p - log_1mp, _checks.sum_last(log_det, self.event_ndims)
 
     def inverse(self, params, y, **context):
-        _checks.check_float(y, "ImageToLogit")
+        y = self._check_input(y, "inverse")
         p = jax.nn.sigmoid(y)
         x = (p - self.alpha) * (self.num_levels / (1.0 - 2.0 * self.alpha))
         log_det = jax.nn.log_sigmoid(y) + jax.nn.log_sigmoid(-y) - self._log_slope

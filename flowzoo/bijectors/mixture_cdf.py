@@ -119,10 +119,14 @@ class LogisticMixtureCDF(Bijector):
     num_bisection_steps: int | None = None
     num_newton_steps: int = 4
 
+    def __post_init__(self):
+        _check_solver_settings(self)
+        super().__post_init__()
+
     def init(self, key, x, **context):
         """A random mixture per event element (for standalone use; couplings
         get their parameters from a conditioner instead)."""
-        _checks.check_float(x, "LogisticMixtureCDF")
+        x = self._check_input(x, "init")
         shape = x.shape[x.ndim - self.event_ndims:]
         k_logits, k_means = jax.random.split(key)
         mix_shape = shape + (self.num_components,)
@@ -134,34 +138,35 @@ class LogisticMixtureCDF(Bijector):
             "shift": jnp.zeros(shape, x.dtype),
         }
 
-    def _mixture(self, params, x):
-        k = params["logits"].shape[-1]
-        if k != self.num_components:
-            raise ValueError(
-                f"LogisticMixtureCDF(num_components={self.num_components}) got mixture "
-                f"parameters with {k} components on the last axis."
-            )
-        return (params["logits"], params["means"],
-                jnp.maximum(params["log_scales"], self.log_scale_min))
-
-    def _check(self, x):
-        _checks.check_float(x, "LogisticMixtureCDF")
-        _checks.check_min_ndim(x, self.event_ndims, "LogisticMixtureCDF",
-                               f"{self.event_ndims} event axes")
+    def _params(self, params, x, method):
+        """(logits, means, log_scales, a, b) in x's dtype, shapes checked against x."""
+        what = f"LogisticMixtureCDF.{method}"
+        values = self._unpack_params(params, _PARAM_NAMES, x, method)
+        k = self.num_components
+        for name, value in zip(_PARAM_NAMES[:3], values[:3]):
+            if value.ndim < 1 or value.shape[-1] != k or not _checks.broadcasts_to(
+                    value.shape[:-1], x.shape):
+                raise ValueError(
+                    f"{what}: params[{name!r}] has shape {tuple(value.shape)}, expected "
+                    f"{tuple(x.shape) + (k,)} (the input's shape {tuple(x.shape)} + "
+                    f"num_components={k}), or a shape broadcasting to it.")
+        for name, value in zip(_PARAM_NAMES[3:], values[3:]):
+            _checks.check_broadcasts_to(value, x.shape, name, what,
+                                        "x.shape or a shape broadcasting to it")
+        logits, means, log_scales, a, b = values
+        return logits, means, jnp.maximum(log_scales, self.log_scale_min), a, b
 
     def forward(self, params, x, **context):
-        self._check(x)
-        logits, means, log_scales = self._mixture(params, x)
-        a, b = params["log_scale"], params["shift"]
+        x = self._check_input(x, "forward")
+        logits, means, log_scales, a, b = self._params(params, x, "forward")
         t, log_slope = _logit_cdf_and_log_slope(x, logits, means, log_scales)
         y = t * jnp.exp(a) + b
         log_det = jnp.broadcast_to(a + log_slope, y.shape)
         return y, _checks.sum_last(log_det, self.event_ndims)
 
     def inverse(self, params, y, **context):
-        self._check(y)
-        logits, means, log_scales = self._mixture(params, y)
-        a, b = params["log_scale"], params["shift"]
+        y = self._check_input(y, "inverse")
+        logits, means, log_scales, a, b = self._params(params, y, "inverse")
         t = (y - b) * jnp.exp(-a)
         t, logits, means, log_scales = _broadcast_mixture(t, logits, means, log_scales)
         steps = self.num_bisection_steps
@@ -171,6 +176,17 @@ class LogisticMixtureCDF(Bijector):
         _, log_slope = _logit_cdf_and_log_slope(x, logits, means, log_scales)
         log_det = jnp.broadcast_to(-(a + log_slope), x.shape)
         return x, _checks.sum_last(log_det, self.event_ndims)
+
+
+_PARAM_NAMES = ("logits", "means", "log_scales", "log_scale", "shift")
+
+
+def _check_solver_settings(config):
+    what = type(config).__name__
+    _checks.check_int(config.num_components, "num_components", 1, what)
+    _checks.check_int(config.num_newton_steps, "num_newton_steps", 0, what)
+    _checks.check_int(config.num_bisection_steps, "num_bisection_steps", 0, what,
+                      allow_none=True)
 
 
 def _broadcast_mixture(t, logits, means, log_scales):
@@ -194,6 +210,9 @@ class MixtureCDFInner:
     log_scale_min: float = -7.0
     num_bisection_steps: int | None = None
     num_newton_steps: int = 4
+
+    def __post_init__(self):
+        _check_solver_settings(self)
 
     @property
     def num_params(self) -> int:

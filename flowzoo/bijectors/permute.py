@@ -10,6 +10,8 @@ import numpy as np
 from flowzoo import _checks
 from flowzoo.bijectors.base import Bijector
 
+_LAYOUT = "(..., channels)"
+
 
 def _zero_log_det(x, event_ndims):
     return jnp.zeros(x.shape[:x.ndim - event_ndims], x.dtype)
@@ -22,7 +24,7 @@ class Reverse(Bijector):
     event_ndims: int = 1
 
     def forward(self, params, x, **context):
-        _checks.check_min_ndim(x, max(self.event_ndims, 1), "Reverse", "(..., channels)")
+        x = self._check_input(x, "forward", max(self.event_ndims, 1), _LAYOUT)
         return x[..., ::-1], _zero_log_det(x, self.event_ndims)
 
     def inverse(self, params, y, **context):
@@ -37,23 +39,26 @@ class Permute(Bijector):
     event_ndims: int = 1
 
     def __post_init__(self):
-        perm = tuple(int(i) for i in self.permutation)
+        perm = tuple(_checks.check_int(i, "each permutation entry", 0, "Permute")
+                     for i in self.permutation)
         if sorted(perm) != list(range(len(perm))):
             raise ValueError(f"Permute.permutation must hold each of 0..{len(perm) - 1} "
                              f"exactly once, got {perm}.")
         object.__setattr__(self, "permutation", perm)
+        super().__post_init__()
 
-    def _check(self, x):
-        _checks.check_min_ndim(x, max(self.event_ndims, 1), "Permute", "(..., channels)")
+    def _check(self, x, method):
+        x = self._check_input(x, method, max(self.event_ndims, 1), _LAYOUT)
         if x.shape[-1] != len(self.permutation):
             raise ValueError(f"Permute has a permutation of {len(self.permutation)} "
                              f"channels but the input has shape {tuple(x.shape)}.")
+        return x
 
     def forward(self, params, x, **context):
-        self._check(x)
+        x = self._check(x, "forward")
         return x[..., np.asarray(self.permutation)], _zero_log_det(x, self.event_ndims)
 
     def inverse(self, params, y, **context):
-        self._check(y)
+        y = self._check(y, "inverse")
         inv = np.argsort(np.asarray(self.permutation))
         return y[..., inv], _zero_log_det(y, self.event_ndims)

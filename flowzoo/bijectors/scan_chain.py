@@ -7,6 +7,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from flowzoo import _checks
 from flowzoo.bijectors.base import Bijector
 
 
@@ -25,7 +26,8 @@ class ScanChain(Bijector):
     ``fold_keys``: names of context entries that are PRNG keys (e.g. ``"dropout_key"``);
     step i receives ``jax.random.fold_in(key, i)``, so no two steps share randomness.  Other
     context is passed unchanged to every step.  ``unroll=True`` unrolls the scan (the same
-    function and parameters; one body per step in the compiled program).
+    function and parameters; one body per step in the compiled program).  ``event_ndims`` is
+    the step's.
     """
 
     step: Bijector
@@ -36,9 +38,13 @@ class ScanChain(Bijector):
     def __post_init__(self):
         if not isinstance(self.step, Bijector):
             raise TypeError(f"ScanChain: step is a {type(self.step).__name__}, not a Bijector.")
-        if int(self.num_steps) < 1:
-            raise ValueError(f"ScanChain needs num_steps >= 1, got {self.num_steps}.")
+        _checks.check_int(self.num_steps, "num_steps", 1, "ScanChain")
         object.__setattr__(self, "fold_keys", tuple(self.fold_keys))
+        super().__post_init__()
+
+    @property
+    def event_ndims(self) -> int:
+        return self.step.event_ndims
 
     def _step_context(self, context, i):
         folded = {name: jax.random.fold_in(context[name], i) for name in self.fold_keys
@@ -66,6 +72,8 @@ class ScanChain(Bijector):
         return jax.random.split(key, self.num_steps), jnp.arange(self.num_steps)
 
     def init_and_forward(self, key, x, **context):
+        x = _checks.as_float_array(x, "ScanChain.init")
+
         def body(v, key_and_index):
             k, i = key_and_index
             p, out, log_det = self.step.init_and_forward(k, v, **self._step_context(context, i))
@@ -79,6 +87,8 @@ class ScanChain(Bijector):
         return self.init_and_forward(key, x, **context)[0]
 
     def init_inverse(self, key, y, **context):
+        y = _checks.as_float_array(y, "ScanChain.init_inverse")
+
         def body(v, key_and_index):
             k, i = key_and_index
             ctx = self._step_context(context, i)
@@ -91,6 +101,7 @@ class ScanChain(Bijector):
 
     def _apply(self, method, params, x, context, reverse):
         self._check_params(params)
+        x = _checks.as_float_array(x, f"ScanChain.{method}")
         apply = getattr(self.step, method)
 
         def body(v, params_and_index):

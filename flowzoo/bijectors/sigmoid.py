@@ -22,10 +22,10 @@ def _logit_and_log_det(y):
     return log_y - log_1my, -log_y - log_1my
 
 
-def _elementwise(fn, x, event_ndims, what):
-    _checks.check_float(x, what)
+def _elementwise(fn, bijector, x, method):
+    x = bijector._check_input(x, method)
     y, log_det = fn(x)
-    return y, _checks.sum_last(log_det, event_ndims)
+    return y, _checks.sum_last(log_det, bijector.event_ndims)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,10 +35,10 @@ class Sigmoid(Bijector):
     event_ndims: int = 0
 
     def forward(self, params, x, **context):
-        return _elementwise(_sigmoid_and_log_det, x, self.event_ndims, "Sigmoid")
+        return _elementwise(_sigmoid_and_log_det, self, x, "forward")
 
     def inverse(self, params, y, **context):
-        return _elementwise(_logit_and_log_det, y, self.event_ndims, "Sigmoid inverse")
+        return _elementwise(_logit_and_log_det, self, y, "inverse")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +48,7 @@ class Logit(Bijector):
     event_ndims: int = 0
 
     def forward(self, params, x, **context):
-        return _elementwise(_logit_and_log_det, x, self.event_ndims, "Logit")
+        return _elementwise(_logit_and_log_det, self, x, "forward")
 
     def inverse(self, params, y, **context):
-        return _elementwise(_sigmoid_and_log_det, y, self.event_ndims, "Logit inverse")
+        return _elementwise(_sigmoid_and_log_det, self, y, "inverse")

@@ -24,12 +24,11 @@ class Squeeze(Bijector):
     def __post_init__(self):
         if self.event_ndims != 3:
             raise ValueError("Squeeze acts on (H, W, C) events: event_ndims must be 3.")
-        if self.factor < 1:
-            raise ValueError(f"Squeeze.factor must be >= 1, got {self.factor}.")
+        _checks.check_int(self.factor, "factor", 1, "Squeeze")
+        super().__post_init__()
 
     def forward(self, params, x, **context):
-        _checks.check_float(x, "Squeeze")
-        _checks.check_min_ndim(x, 3, "Squeeze", "(..., H, W, C)")
+        x = self._check_input(x, "forward", layout="(..., H, W, C)")
         *batch, h, w, c = x.shape
         f = self.factor
         for size, name in ((h, "height"), (w, "width")):
@@ -43,8 +42,7 @@ class Squeeze(Bijector):
         return y, jnp.zeros(tuple(batch), x.dtype)
 
     def inverse(self, params, y, **context):
-        _checks.check_float(y, "Squeeze")
-        _checks.check_min_ndim(y, 3, "Squeeze inverse", "(..., H, W, C)")
+        y = self._check_input(y, "inverse", layout="(..., H, W, C)")
         *batch, h, w, cc = y.shape
         f = self.factor
         if cc % (f * f):

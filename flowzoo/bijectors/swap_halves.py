@@ -7,6 +7,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from flowzoo import _checks
 from flowzoo.bijectors.base import Bijector
 
 
@@ -24,11 +25,14 @@ class SwapHalves(Bijector):
     event_ndims: int = 3
 
     def __post_init__(self):
+        _checks.check_int(self.event_ndims, "event_ndims", 0, "SwapHalves")
         if self.event_ndims < self.split.min_event_ndims:
             raise ValueError(f"SwapHalves with {type(self.split).__name__} needs event_ndims >= "
                              f"{self.split.min_event_ndims}, got {self.event_ndims}.")
+        super().__post_init__()
 
-    def _swap(self, x):
+    def _swap(self, x, method):
+        x = self._check_input(x, method)
         x1, x2 = self.split.split(x)
         if x1.shape != x2.shape:
             raise ValueError(f"SwapHalves needs halves of equal shape, got {x1.shape} and "
@@ -37,7 +41,7 @@ class SwapHalves(Bijector):
         return self.split.merge(x2, x1), jnp.zeros(x.shape[:x.ndim - self.event_ndims], x.dtype)
 
     def forward(self, params, x, **context):
-        return self._swap(x)
+        return self._swap(x, "forward")
 
     def inverse(self, params, y, **context):
-        return self._swap(y)
+        return self._swap(y, "inverse")

@@ -33,7 +33,10 @@ Conventions
     distributions accept integer or float ``x``, cast it to the parameters'
     dtype, return float ``log_prob`` and sample in the documented dtype
     (Bernoulli: the logits' float dtype, 0./1.; discretized mixtures: int32
-    levels).
+    levels).  A value outside a discrete distribution's support (Bernoulli:
+    anything but 0 and 1; discretized mixtures: anything but the levels
+    0..num_bins-1) has ``log_prob`` -inf: it cannot be checked at trace time.
+  * ``x`` may be a Python scalar or list; it is converted with ``jnp.asarray``.
   * No method has side effects or touches global state, so all are safe under
     ``jax.jit``, ``jax.vmap`` and ``jax.grad``.  The distribution object is
     hashable and may be a static argument to ``jit``.
@@ -128,18 +131,7 @@ class Distribution:
     def _unpack(self, params: Params, names: tuple[str, ...], method: str) -> tuple:
         """Returns ``params[name]`` for each name, checking keys and float dtype."""
         what = f"{type(self).__name__}.{method}"
-        if not isinstance(params, Mapping):
-            raise TypeError(
-                f"{what} expects params as a dict with keys {list(names)}, got "
-                f"{type(params).__name__}."
-            )
-        missing = [k for k in names if k not in params]
-        if missing:
-            raise KeyError(
-                f"{what}: params is missing {missing}; expected keys {list(names)}, "
-                f"got {sorted(params)}."
-            )
-        values = tuple(params[k] for k in names)
+        values = _checks.unpack(params, names, what)
         for k, v in zip(names, values):
             _checks.check_float(v, f"{what} params[{k!r}]")
         return values

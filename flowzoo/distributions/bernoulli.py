@@ -15,11 +15,13 @@ class Bernoulli(Distribution):
     """P(x = 1) = sigmoid(logits).
 
     params: ``{'logits': S}`` (float, broadcasting against ``x``).  ``x`` may be
-    bool, int or float holding 0/1 values; it is cast to the logits' dtype and
-    ``log_prob`` is ``x log_sigmoid(l) + (1 - x) log_sigmoid(-l)`` (= x l -
-    softplus(l), stable for any l).  ``sample`` returns 0./1. in the logits'
-    dtype, shape ``S``.  ``init`` returns zero logits (p = 1/2) shaped
-    ``x.shape[x.ndim - event_ndims:]`` in float32 (or x's dtype if float).
+    bool, int or float; it is cast to the logits' dtype.  ``log_prob`` is the log
+    mass: ``log_sigmoid(l)`` at 1, ``log_sigmoid(-l)`` at 0 (stable for any l) and
+    -inf at any other value, which has probability zero (for a soft-label
+    cross-entropy use ``x log_sigmoid(l) + (1 - x) log_sigmoid(-l)`` directly).
+    ``sample`` returns 0./1. in the logits' dtype, shape ``S``.  ``init`` returns
+    zero logits (p = 1/2) shaped ``x.shape[x.ndim - event_ndims:]`` in float32
+    (or x's dtype if float).
     """
 
     event_ndims: int = 0
@@ -41,10 +43,9 @@ class Bernoulli(Distribution):
         x = x.astype(logits.dtype)
         log_p1 = jax.nn.log_sigmoid(logits)
         log_p0 = jax.nn.log_sigmoid(-logits)
-        # Exact 0/1 values select a term (finite even for infinite logits); other
-        # values (soft labels) use the cross-entropy form.
-        soft = x * log_p1 + (1 - x) * log_p0
-        return self._sum_event(jnp.where(x == 1, log_p1, jnp.where(x == 0, log_p0, soft)))
+        # Selecting a term keeps it finite even for infinite logits.
+        outside = jnp.asarray(-jnp.inf, logits.dtype)
+        return self._sum_event(jnp.where(x == 1, log_p1, jnp.where(x == 0, log_p0, outside)))
 
     def _sample(self, params, key, sample_shape):
         (logits,) = self._unpack(params, ("logits",), "sample")

@@ -2,15 +2,20 @@
 
 Data are integer levels ``x`` in ``0 .. num_bins-1`` (int or float dtype, but
 integer-valued: data scaled to [0, 1] or [-1, 1] must be converted back to
-levels first).  Level ``x`` is centred at ``c = 2 x / (num_bins-1) - 1`` in
-[-1, 1] and owns the bin ``[c - h, c + h]`` with ``h = 1 / (num_bins-1)``; the
-lowest and highest bins extend to -inf and +inf so the masses sum to one::
+levels first).  Any other value (out of range, or between levels) has
+probability zero: ``log_prob`` is -inf there.  Level ``x`` is centred at
+``c = 2 x / (num_bins-1) - 1`` in [-1, 1] and owns the bin ``[c - h, c + h]``
+with ``h = 1 / (num_bins-1)``; the lowest and highest bins extend to -inf and
++inf so the masses sum to one::
 
     log P(x | k) = log_sigmoid((c + h - mu_k) / s_k)                x = 0
                  = log_sigmoid(-(c - h - mu_k) / s_k)               x = num_bins-1
                  = log(sigmoid((c+h-mu_k)/s_k) - sigmoid((c-h-mu_k)/s_k))  otherwise
 
-with ``log s_k`` clamped at >= -7 as in PixelCNN++.
+with ``log s_k`` clamped at >= -7 as in PixelCNN++.  The interior bin is computed
+as ``log sigmoid(a) + log sigmoid(-b) + log(1 - e^(b-a))`` with ``a - b`` = bin
+width / s_k, which stays accurate in float32 for wide components (large s_k),
+where the difference of two nearly equal CDFs would not.
 
 Parameters (``S = x.shape``, any broadcastable shapes work):
 
@@ -143,10 +148,13 @@ class DiscretizedLogisticMixture(Distribution):
     def _component_log_mass(self, levels, centred, means, log_scales):
         """log P(level | k): levels/centred broadcast against ``means`` (..., K)."""
         half_width = 1.0 / (self.num_bins - 1)
-        inv_scale = jnp.exp(-jnp.maximum(log_scales, MIN_LOG_SCALE))
+        log_scales = jnp.maximum(log_scales, MIN_LOG_SCALE)
+        inv_scale = jnp.exp(-log_scales)
         upper = (centred + half_width - means) * inv_scale
         lower = (centred - half_width - means) * inv_scale
-        interior = _logistic.log_diff_sigmoid(upper, lower)
+        # The bin's width in standard units, from the scale rather than upper - lower.
+        log_gap = math.log(2.0 * half_width) - log_scales
+        interior = _logistic.log_diff_sigmoid(upper, lower, log_gap)
         lowest_bin = jax.nn.log_sigmoid(upper)  # integrates from -inf
         highest_bin = jax.nn.log_sigmoid(-lower)  # integrates to +inf
         return jnp.where(
@@ -161,13 +169,15 @@ class DiscretizedLogisticMixture(Distribution):
         dtype = jnp.result_type(*values)
         levels = x.astype(dtype)
         centred = self._centre(levels)
+        on_a_level = (levels >= 0) & (levels <= self.num_bins - 1) & (levels == jnp.round(levels))
+        impossible = jnp.asarray(-jnp.inf, dtype)
         if not self.channel_coupled:
             logits, means, log_scales = values
             comp = self._component_log_mass(
                 levels[..., None], centred[..., None], means, log_scales
             )
             elementwise = logsumexp(jax.nn.log_softmax(logits, axis=-1) + comp, axis=-1)
-            return self._sum_event(elementwise)
+            return self._sum_event(jnp.where(on_a_level, elementwise, impossible))
 
         logits, means, log_scales, coeffs = values
         tanh_coeffs = jnp.tanh(coeffs)
@@ -181,6 +191,7 @@ class DiscretizedLogisticMixture(Distribution):
             levels[..., None], centred[..., None], coupled_means, log_scales
         )
         per_pixel = logsumexp(jax.nn.log_softmax(logits, axis=-1) + comp.sum(axis=-2), axis=-1)
+        per_pixel = jnp.where(jnp.all(on_a_level, axis=-1), per_pixel, impossible)
         pixel_ndims = self.event_ndims - 1
         _checks.check_min_ndim(
             per_pixel, pixel_ndims, "DiscretizedLogisticMixture.log_prob",

@@ -25,14 +25,14 @@ class Logistic(Distribution):
     def init(self, key: Array, x: Array) -> Params:
         """Standard logistic parameters shaped ``x.shape[x.ndim - event_ndims:]``."""
         del key
-        _checks.check_float(x, "Logistic.init x")
+        x = _checks.as_float_array(x, "Logistic.init x")
         _checks.check_min_ndim(x, self.event_ndims, "Logistic.init", "(*batch, *event)")
         zeros = jnp.zeros(x.shape[x.ndim - self.event_ndims:], dtype=x.dtype)
         return {"loc": zeros, "log_scale": zeros}
 
     def log_prob(self, params: Params, x: Array) -> Array:
         loc, log_scale = self._unpack(params, ("loc", "log_scale"), "log_prob")
-        _checks.check_float(x, "Logistic.log_prob x")
+        x = _checks.as_float_array(x, "Logistic.log_prob x")
         return self._sum_event(_logistic.logistic_log_pdf(x, loc, log_scale))
 
     def _sample(self, params, key, sample_shape):

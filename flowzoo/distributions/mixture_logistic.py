@@ -49,7 +49,7 @@ class MixtureOfLogistics(Distribution):
     def init(self, key: Array, x: Array) -> Params:
         if self.num_components is None:
             return super().init(key, x)
-        _checks.check_float(x, "MixtureOfLogistics.init x")
+        x = _checks.as_float_array(x, "MixtureOfLogistics.init x")
         _checks.check_min_ndim(x, self.event_ndims, "MixtureOfLogistics.init", "(*batch, *event)")
         shape = x.shape[x.ndim - self.event_ndims:] + (self.num_components,)
         zeros = jnp.zeros(shape, dtype=x.dtype)
@@ -68,7 +68,7 @@ class MixtureOfLogistics(Distribution):
 
     def log_prob(self, params: Params, x: Array) -> Array:
         logits, means, log_scales = self._params(params, "log_prob")
-        _checks.check_float(x, "MixtureOfLogistics.log_prob x")
+        x = _checks.as_float_array(x, "MixtureOfLogistics.log_prob x")
         return self._sum_event(_logistic.mixture_log_pdf(x, logits, means, log_scales))
 
     def _sample(self, params, key, sample_shape):

@@ -27,7 +27,7 @@ class Normal(Distribution):
     def init(self, key: Array, x: Array) -> Params:
         """Standard normal parameters shaped ``x.shape[x.ndim - event_ndims:]``."""
         del key
-        _checks.check_float(x, "Normal.init x")
+        x = _checks.as_float_array(x, "Normal.init x")
         _checks.check_min_ndim(x, self.event_ndims, "Normal.init", "(*batch, *event)")
         event_shape = x.shape[x.ndim - self.event_ndims:]
         zeros = jnp.zeros(event_shape, dtype=x.dtype)
@@ -35,7 +35,7 @@ class Normal(Distribution):
 
     def log_prob(self, params: Params, x: Array) -> Array:
         loc, log_scale = self._unpack(params, ("loc", "log_scale"), "log_prob")
-        _checks.check_float(x, "Normal.log_prob x")
+        x = _checks.as_float_array(x, "Normal.log_prob x")
         z = (x - loc) * jnp.exp(-log_scale)
         return self._sum_event(-0.5 * jnp.square(z) - log_scale - _HALF_LOG_2PI)
 
@@ -88,7 +88,7 @@ class StandardNormal(Distribution):
 
     def log_prob(self, params: Params, x: Array) -> Array:
         del params
-        _checks.check_float(x, "StandardNormal.log_prob x")
+        x = _checks.as_float_array(x, "StandardNormal.log_prob x")
         ndims = self.event_ndims
         if x.ndim < ndims or tuple(x.shape[x.ndim - ndims:]) != self.event_shape:
             raise ValueError(

@@ -10,7 +10,9 @@ and sampling uses ``inverse``:
 (distrax and TFP use the opposite direction; wrap a generative-direction
 bijector in :class:`flowzoo.bijectors.Invert` to use it here.)
 params: ``{'base': base params, 'bijector': bijector params}``.  Keyword
-context (e.g. a conditioning tensor) goes to the bijector.
+context (e.g. a conditioning tensor) goes to the bijector.  The base and the
+bijector must have the same ``event_ndims`` (checked when built): the
+log-det is added to the base's log-prob, both of the batch shape.
 """
 
 from __future__ import annotations
@@ -37,6 +39,13 @@ class TransformedDistribution(Distribution):
         if not isinstance(self.bijector, Bijector):
             raise TypeError(f"TransformedDistribution.bijector must be a Bijector, "
                             f"got {type(self.bijector).__name__}.")
+        base_ndims, bijector_ndims = self.base.event_ndims, self.bijector.event_ndims
+        if base_ndims != bijector_ndims:
+            raise ValueError(
+                f"TransformedDistribution: the base {type(self.base).__name__} has "
+                f"event_ndims={base_ndims} but the bijector {type(self.bijector).__name__} has "
+                f"event_ndims={bijector_ndims}; the log-det is added to the base's log-prob, so "
+                f"make the base's event_ndims equal the bijector's.")
         super().__post_init__()
 
     @property

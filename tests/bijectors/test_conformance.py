@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import zlib
@@ -13,6 +14,7 @@ import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from flowzoo import bijectors as fb
+from flowzoo import distributions as fd
 from tests.bijectors.cases import BATCH, CASES
 
 IDS = [c.name for c in CASES]
@@ -50,6 +52,56 @@ def test_every_exported_bijector_has_conformance_cases():
 def test_case_builds_the_declared_class(case):
     bijector, *_ = _build(case, jnp.float64)
     assert type(bijector) is case.cls
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_event_ndims_is_declared_and_checked_when_composed(case):
+    """event_ndims is part of the static configuration; a composition whose parts
+    disagree fails when it is built, naming both parts."""
+    bijector, params, x, ctx = _build(case, jnp.float64)
+    n = bijector.event_ndims
+    assert type(n) is int and n == case.event_ndims
+    _, log_det = jax.eval_shape(lambda p, v, c: bijector.forward(p, v, **c), params, x, ctx)
+    assert log_det.shape == x.shape[:x.ndim - n]
+    assert fb.Invert(bijector).event_ndims == n
+    assert fb.ScanChain(bijector, 2).event_ndims == n
+    other = fb.Sigmoid(event_ndims=n + 1)
+    name = type(bijector).__name__
+    inverted_in_scan = lambda: fb.ScanChain(fb.Chain([fb.Invert(bijector), other]), 2)  # noqa: E731
+    for build, named in ((lambda: fb.Chain([bijector, other]), name),
+                         (lambda: fb.Chain([other, bijector]), name), (inverted_in_scan, "Invert")):
+        with pytest.raises(ValueError) as error:
+            build()
+        for part in (f"{named} has event_ndims={n}", f"Sigmoid has event_ndims={n + 1}", "build "):
+            assert part in str(error.value)
+    with pytest.raises(ValueError, match=f"has event_ndims={n + 1} but the bijector"):
+        fd.TransformedDistribution(fd.StandardNormal((1,) * (n + 1)), bijector)
+    if "event_ndims" in {f.name for f in dataclasses.fields(bijector)}:
+        for bad in (-1, 1.0, None):
+            with pytest.raises((ValueError, TypeError), match="event_ndims"):
+                dataclasses.replace(bijector, event_ndims=bad)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_bijector_is_hashable_and_a_static_jit_argument(case):
+    bijector, params, x, ctx = _build(case, jnp.float32)
+    rebuilt = dataclasses.replace(bijector)  # a new object through __init__ again
+    assert rebuilt == bijector and hash(rebuilt) == hash(bijector)
+    forward = jax.jit(lambda b, p, v, c: b.forward(p, v, **c), static_argnums=0)
+    traced = forward.trace(bijector, params, x, ctx)
+    assert traced.out_info[1].shape == x.shape[:x.ndim - case.event_ndims]
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_outputs_take_the_input_dtype_whatever_the_params_dtype(case):
+    bijector, params, x, ctx = _build(case, jnp.float32)
+    y, _ = _jitted(case, jnp.float32)[0](params, x, ctx)
+    for param_dtype in (jnp.float16, jnp.float64):
+        cast = jax.tree.map(lambda a: a.astype(param_dtype)
+                            if jnp.issubdtype(a.dtype, jnp.floating) else a, params)
+        for method, point in ((bijector.forward, x), (bijector.inverse, y)):
+            out = jax.eval_shape(lambda p, v, c: method(p, v, **c), cast, point, ctx)
+            assert [a.dtype for a in out] == [jnp.float32] * 2, (param_dtype, out)
 
 
 def _close(a, b, tol):

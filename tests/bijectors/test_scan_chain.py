@@ -112,7 +112,7 @@ def test_bad_input_names_the_fix():
     x = jnp.ones((2, 5))
     with pytest.raises(ValueError, match="equal shape"):
         fb.SwapHalves(fb.ChannelSplit(num_first=2), event_ndims=1).forward((), x)
-    with pytest.raises(ValueError, match="num_steps >= 1"):
+    with pytest.raises(ValueError, match="num_steps must be >= 1"):
         fb.ScanChain(fb.Affine(event_ndims=1), 0)
     with pytest.raises(TypeError, match="not a Bijector"):
         fb.ScanChain(lambda v: v, 2)

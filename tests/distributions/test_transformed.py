@@ -90,13 +90,14 @@ def test_gradient_of_log_prob_is_finite():
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
 
 
-def test_mismatched_event_ndims_is_reported():
-    dist = fd.TransformedDistribution(fd.Normal(event_ndims=0), fb.Affine(event_ndims=1))
-    x = jnp.ones((3, 2))
-    params = {"base": {"loc": 0.0, "log_scale": 0.0},
-              "bijector": fb.Affine(event_ndims=1).init(jax.random.PRNGKey(0), x)}
-    with pytest.raises(ValueError, match="event_ndims"):
-        dist.log_prob(params, x)
+def test_mismatched_event_ndims_fails_when_built():
+    with pytest.raises(ValueError, match="base Normal has event_ndims=0 but the bijector "
+                                         "Affine has event_ndims=1"):
+        fd.TransformedDistribution(fd.Normal(event_ndims=0), fb.Affine(event_ndims=1))
+    with pytest.raises(ValueError, match="StandardNormal has event_ndims=3 but the bijector "
+                                         "Chain has event_ndims=1"):
+        fd.TransformedDistribution(fd.StandardNormal((2, 2, 1)),
+                                   fb.Chain([fb.Sigmoid(event_ndims=1)]))
 
 
 def test_wrong_component_types_are_rejected():
