@@ -12,7 +12,7 @@ than half as long) and so are XLA:CPU's MLIR fusion emitters
 instead of 27.6 s; on the official CIFAR-10 model turning them off saves no compile time
 and makes the step 1.5x slower, so only the tests do it).  Code generation differs, so
 results can differ from the default flags in the last bits; tests that compare two runs
-give both the same XLA_FLAGS (see BUILD_NOTES.md).  Subprocesses the tests launch inherit
+give both the same XLA_FLAGS (see docs/decisions.md#tests-llvm-level0).  Subprocesses the tests launch inherit
 it.  Set XLA_FLAGS yourself to choose otherwise.
 """
 

@@ -19,7 +19,8 @@ Bisection only needs the sign of ``logit F(x) - t``, never its value, so it
 compares ``F e^-min(t,0)`` with ``(1 - F) e^max(t,0)`` (:func:`_is_below`): each side
 a sum of positive terms, at least 1/2 near the root for any t, so neither loses
 precision nor under/overflows where it matters.  No logarithms and one reduction
-per step: the inverse ran 2x faster than with log-space comparisons (BUILD_NOTES.md).
+per step (speed against log-space comparisons: experiments/benchmarks/mixture_cdf_inverse.py,
+docs/decisions.md#core-mixture-bisection).
 The Newton steps, which set the final accuracy, use the log-space value.
 """
 
@@ -110,7 +111,8 @@ class LogisticMixtureCDF(Bijector):
     broadcastable), and ``{'log_scale', 'shift'}`` (a, b) broadcastable to ``x``.
     Mixture log-scales are clamped at ``log_scale_min`` (Flow++: -7).
     ``num_bisection_steps=None`` picks the count from the dtype: 24 for float32
-    (then Newton reaches float32 precision; see BUILD_NOTES.md), 50 for float64.
+    (then Newton reaches float32 precision; docs/decisions.md#core-mixture-inverse), 50 for
+    float64.
     """
 
     num_components: int = 32

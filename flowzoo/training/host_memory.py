@@ -6,8 +6,8 @@ next phase (the first train step's temporaries) is allocated beside them and the
 peak resident memory is the sum of the two.  :func:`release_free_memory` calls glibc's
 ``malloc_trim(0)``, which returns every free page of the heap to the OS.  The trainer calls
 it after the init, between compiling the train step and running it, and after each periodic
-evaluation.  Official CIFAR-10 Flow++ at batch 16 on CPU: peak RSS 4.41-4.53 -> 3.26-3.36 GiB
-(BUILD_NOTES.md, host memory).  Off Linux, or where the C library has no ``malloc_trim``
+evaluation; the peak resident memory it saves is measured by
+``experiments/benchmarks/flowpp.py`` (docs/decisions.md#train-host-memory).  Off Linux, or where the C library has no ``malloc_trim``
 (musl), it does nothing; nor does it help where another allocator (jemalloc, tcmalloc through
 ``LD_PRELOAD``) serves ``malloc``.  It is thread-safe (glibc locks each heap in turn), so XLA's
 threads and asynchronous checkpoint writes may run meanwhile.
