@@ -77,12 +77,13 @@ class MaskedAutoregressiveAffine(Bijector):
     def _check_raw(self, raw_shape, x_shape):
         expected = tuple(x_shape[:-1]) + (self.num_params * x_shape[-1],)
         if tuple(raw_shape) != expected:
+            what = "the shift" if self.shift_only else "the shift, then the log-scale"
+            alternative = "" if self.shift_only else ", or set shift_only=True for a shift only"
             raise ValueError(
                 f"MaskedAutoregressiveAffine: the conditioner returned shape "
                 f"{tuple(raw_shape)}, expected {expected} ({self.num_params} x "
-                f"{x_shape[-1]} channels: the shift{'' if self.shift_only else ', then the log-scale'}"
-                f"). Make its last layer output {expected[-1]} features"
-                f"{'' if self.shift_only else ', or set shift_only=True for a shift only'}.")
+                f"{x_shape[-1]} channels: {what}). Make its last layer output {expected[-1]} "
+                f"features{alternative}.")
 
     def _shift_and_log_scale(self, params, x, context):
         """(mu, s or None), each shaped like ``x``, in ``x``'s order and dtype."""

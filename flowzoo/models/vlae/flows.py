@@ -32,7 +32,9 @@ from flowzoo.distributions import Normal, StandardNormal, TransformedDistributio
 def alternating_flow(conditioner, steps: int, event_ndims: int, shift_only: bool) -> Bijector:
     """``steps`` MAA steps with ``conditioner``, orders alternating (module docstring)."""
     if int(steps) < 1:
-        raise ValueError(f"An autoregressive flow needs steps >= 1, got {steps}.")
+        raise ValueError(f"An autoregressive flow needs steps >= 1, got {steps} "
+                         f"(config.model.prior_steps / posterior_steps; for no flow set "
+                         f"prior='normal' / posterior='diag').")
 
     def step(reverse):
         return MaskedAutoregressiveAffine(conditioner, event_ndims, shift_only, reverse)
