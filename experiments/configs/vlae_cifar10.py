@@ -12,16 +12,15 @@ VARIANT (comma-separated, e.g. ``rf4x2,smoke``):
     smoke            a tiny model of the same structure, seconds-long run
 Training: soft free bits (lambda = free_bits * 3072 nats), Adamax 0.002, EMA 0.999 (the IAF
 code's CIFAR settings); batch 64 and the run length are our choice.  Data: TFDS ``cifar10``
-(``--config.data.data_dir``).  Evaluation reports bits/dim: ``bits_per_dim`` is the
-importance-weighted bound with ``model.iw_samples`` samples (small during training); the
-paper's protocol (512 samples on the test set) is a final
+(``--config.data.data_dir``).  Evaluation reports every VLAE metric in nats and bits/dim; the
+headline ``nll_iw_bits_per_dim`` is the importance-weighted bound with ``model.iw_samples``
+samples (small during training); the paper's protocol (512 samples on the test set) is a final
 
     python experiments/main.py --config experiments/configs/vlae_cifar10.py:rf7x4 \\
         --workdir W --mode=eval --config.model.iw_samples=512
 """
 
-from flowzoo.models.vlae.cifar_parts import CIFAR_DEFAULTS
-from flowzoo.models.vlae.parts import ASSEMBLY_DEFAULTS
+from flowzoo.models.vlae.config import defaults
 from flowzoo.training.config import base_config
 
 PAPER_IW_SAMPLES = 512
@@ -29,10 +28,8 @@ VARIANTS = ("rf7x4", "rf5x3", "rf4x2", "gray7x4", "densenet", "smoke")
 
 
 def _model(c):
-    for key, value in {**ASSEMBLY_DEFAULTS, **CIFAR_DEFAULTS}.items():
+    for key, value in defaults("cifar").items():
         c.model[key] = value
-    c.model.name = "vlae"
-    c.model.family = "cifar"
     c.model.iw_samples = 8  # the paper: PAPER_IW_SAMPLES, in a final --mode=eval
     c.model.iw_chunk = 4
 

@@ -7,6 +7,7 @@ from flowzoo.bijectors.chain import Chain, Invert
 from flowzoo.bijectors.conv1x1 import Invertible1x1Conv, LUInvertible1x1Conv
 from flowzoo.bijectors.coupling import Conditioner, Coupling
 from flowzoo.bijectors.image_to_logit import ImageToLogit
+from flowzoo.bijectors.masked_autoregressive import MaskedAutoregressiveAffine
 from flowzoo.bijectors.mixture_cdf import LogisticMixtureCDF, MixtureCDFInner
 from flowzoo.bijectors.per_half import PerHalf
 from flowzoo.bijectors.permute import Permute, Reverse
@@ -20,6 +21,6 @@ __all__ = [
     "ActNorm", "Affine", "AffineInner", "Bijector", "Chain", "ChannelSplit",
     "CheckerboardSplit", "Conditioner", "Coupling", "ImageToLogit", "Invert",
     "Invertible1x1Conv", "LUInvertible1x1Conv", "Logit", "LogisticMixtureCDF",
-    "MixtureCDFInner", "PerHalf", "Permute", "Reverse", "ScanChain", "Sigmoid", "Squeeze",
-    "StripeSplit", "SwapHalves",
+    "MaskedAutoregressiveAffine", "MixtureCDFInner", "PerHalf", "Permute", "Reverse",
+    "ScanChain", "Sigmoid", "Squeeze", "StripeSplit", "SwapHalves",
 ]

@@ -9,11 +9,13 @@ fails if any bijector exported by ``flowzoo.bijectors`` has no case.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from flowzoo import bijectors as fb
 
@@ -64,6 +66,35 @@ def _mlp_conditioner(features):
     def apply(params, x1):
         return jnp.tanh(x1 @ params["w1"]) @ params["w2"]
     return fb.Conditioner(init=init, apply=apply)
+
+
+class _MaskedConditioner(nn.Module):
+    """An autoregressive conditioner for MaskedAutoregressiveAffine (VLAE's MADE and masked
+    PixelCNN are in flowzoo.models): raw parameter p of element i (flattened event order) is
+    ``sum_{j<i} tanh(x_j) W[j, p, i] (+ a dense projection of context) + b``."""
+    num_params: int
+    event_ndims: int = 1
+
+    @nn.compact
+    def __call__(self, x, context=None):
+        event = x.shape[x.ndim - self.event_ndims:]
+        d, p = math.prod(event), self.num_params
+        w = self.param("w", nn.initializers.normal(0.4), (d, p * d))
+        mask = jnp.asarray(np.tile(np.triu(np.ones((d, d)), 1), (1, p)), w.dtype)
+        flat = jnp.tanh(x.reshape(x.shape[:x.ndim - self.event_ndims] + (d,)))
+        out = flat @ (w * mask) + self.param("b", nn.initializers.normal(0.2), (p * d,))
+        if context is not None:
+            out = out + nn.Dense(p * d, kernel_init=nn.initializers.normal(0.2))(context)
+        # (..., P * D), column p * D + i  ->  (..., *event[:-1], P * C), shift first.
+        out = out.reshape(out.shape[:-1] + (p,) + event)
+        out = jnp.moveaxis(out, -self.event_ndims - 1, -2)
+        return out.reshape(out.shape[:-2] + (p * event[-1],))
+
+
+def _maf(event_ndims=1, shift_only=False, reverse=False):
+    return fb.MaskedAutoregressiveAffine(
+        _MaskedConditioner(1 if shift_only else 2, event_ndims), event_ndims=event_ndims,
+        shift_only=shift_only, reverse=reverse)
 
 
 def _normal(key, shape, dtype, scale=1.0, shift=0.0):
@@ -188,6 +219,13 @@ CASES = [
                     context_fn=lambda k, d: {"context": _normal(k, (BATCH, 3), d)}), 3),
     Case("coupling_pure_function_conditioner", fb.Coupling,
          _from_init(_vector_context_coupling, VEC), 1),
+    Case("masked_autoregressive_affine", fb.MaskedAutoregressiveAffine,
+         _from_init(_maf(), VEC, pert=0.1), 1),
+    Case("masked_autoregressive_shift_only_reversed_context", fb.MaskedAutoregressiveAffine,
+         _from_init(_maf(shift_only=True, reverse=True), VEC, pert=0.1,
+                    context_fn=lambda k, d: {"context": _normal(k, (BATCH, 3), d)}), 1),
+    Case("masked_autoregressive_image_reversed", fb.MaskedAutoregressiveAffine,
+         _from_init(_maf(event_ndims=3, reverse=True), IMG, pert=0.1), 3),
     Case("swap_halves_stripes", fb.SwapHalves, _from_init(fb.SwapHalves(fb.StripeSplit()), IMG), 3),
     Case("swap_halves_vector_channels", fb.SwapHalves,
          _from_init(fb.SwapHalves(fb.ChannelSplit(), event_ndims=1), (BATCH, 6)), 1),
@@ -196,6 +234,8 @@ CASES = [
     Case("scan_chain_unrolled_context", fb.ScanChain,
          _from_init(fb.ScanChain(fb.Chain([fb.Affine(event_ndims=1), _vector_context_coupling]),
                                  2, unroll=True), VEC, pert=0.1), 1),
+    Case("scan_chain_alternating_autoregressive", fb.ScanChain,
+         _from_init(fb.ScanChain(fb.Chain([_maf(), _maf(reverse=True)]), 2), VEC, pert=0.1), 1),
     Case("chain_image_flow", fb.Chain, _from_init(_image_chain, IMG, pert=0.05), 3),
     Case("invert_actnorm", fb.Invert,
          _from_init(fb.Invert(fb.ActNorm(per="channel")), IMG, pert=0.2), 3),

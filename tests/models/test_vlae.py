@@ -1,6 +1,7 @@
 """Binary-image VLAE: autoregressive masks and receptive fields (gradients), MADE / AF prior /
-IAF log-dets (float64 Jacobians), IW NLL vs ELBO on real binarized MNIST, a smoke run through
-the trainer, sampling / decompressions, jit/vmap safety and config errors.
+IAF log-dets (float64 Jacobians), IW NLL vs ELBO (and against log-mean-exp of separately
+computed weights) on real binarized MNIST, a smoke run through the trainer, sampling /
+decompressions, jit/vmap safety, the metric convention and config errors.
 
 The real-data tests need ``$FLOWZOO_DATA_DIR/binarized_mnist`` and skip otherwise.
 """
@@ -20,9 +21,12 @@ import pytest
 
 from flowzoo import data, models, training
 from flowzoo.models import vlae
-from flowzoo.models.vlae import made, model as vlae_model, pixelcnn
+from flowzoo.models.vlae import core, likelihood_binary as pixelcnn, prior_made
+from flowzoo.models.vlae.flows import flow_steps
 
 CONFIGS = ("vlae_static_mnist", "vlae_dynamic_mnist", "vlae_caltech", "vlae_omniglot")
+METRICS = ("nll_iw_nats", "nll_iw_bits_per_dim", "neg_elbo_nats", "neg_elbo_bits_per_dim",
+           "kl_nats", "recon_nats")  # every VLAE's evaluate, both families
 
 
 def _config(name, arg=None):
@@ -87,12 +91,12 @@ def test_pixelcnn_is_autoregressive_with_the_configured_receptive_field(layers, 
 
 def test_made_is_autoregressive_and_fully_connected_below_the_diagonal():
     d = 6
-    net = made.MADE(d, hidden=(20, 20), mean_only=False)
+    net = prior_made.MADE(d, hidden=(20, 20), mean_only=False)
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)
     x = jax.random.normal(k1, (16, d), jnp.float64)
     ctx = jax.random.normal(k2, (16, 3), jnp.float64)
     params = _perturb(net.init(k3, x, ctx), k2, 0.1)
-    both = jax.jacfwd(lambda v, c: jnp.stack(net.apply(params, v[None], c[None]))[:, 0])
+    both = jax.jacfwd(lambda v, c: net.apply(params, v[None], c[None])[0].reshape(2, d))
     jac = np.asarray(jax.vmap(both)(x, ctx))  # (16, 2 outputs (mu, s), d, d)
     upper = np.triu_indices(d)
     assert np.all(jac[..., upper[0], upper[1]] == 0)  # output i never sees inputs j >= i
@@ -103,43 +107,46 @@ def test_made_is_autoregressive_and_fully_connected_below_the_diagonal():
     # '+ eps' inside the weight norm its backward pass multiplies 0 by an overflowed
     # eps^-1.5 (NaN gradients in real training once the KL is above the free bits; a large
     # cotangent makes this small case hit it too).
-    prior = made.AFPrior(d, steps=2, hidden=(20,))
+    prior = prior_made.made_af_prior(d, 2, (20,), mean_only=True)
     z32 = x.astype(jnp.float32)
     p32 = prior.init(k3, z32)
     grads = jax.grad(lambda p: 1e10 * jnp.sum(prior.log_prob(p, z32)))(p32)
     assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
-    connect = functools.reduce(np.matmul, made.made_masks(d, (20, 20), 1))
+    connect = functools.reduce(np.matmul, prior_made.made_masks(d, (20, 20), 1))
     np.testing.assert_array_equal(connect > 0, np.tril(np.ones((d, d)), -1).T > 0)
 
 
 @pytest.mark.parametrize("mean_only", [True, False])
 def test_af_prior_log_prob_matches_the_jacobian_and_inverts(mean_only):
     d = 5
-    prior = made.AFPrior(d, steps=3, hidden=(16,), mean_only=mean_only)
+    prior = prior_made.made_af_prior(d, 3, (16,), mean_only=mean_only)
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(1), 3)
     z = jax.random.normal(k1, (8, d), jnp.float64)
     params = _perturb(prior.init(k2, z), k3, 0.1)
-    u, log_det = prior.forward(params, z)
-    jacs = jax.vmap(jax.jacfwd(lambda v: prior.forward(params, v[None])[0][0]))(z)
+    flow, flow_params = prior.bijector, params["bijector"]
+    u, log_det = flow.forward(flow_params, z)
+    jacs = jax.vmap(jax.jacfwd(lambda v: flow.forward(flow_params, v[None])[0][0]))(z)
     expect = np.linalg.slogdet(np.asarray(jacs))[1]
     np.testing.assert_allclose(log_det, expect, atol=1e-10)
     if mean_only:
         np.testing.assert_allclose(log_det, 0.0, atol=1e-10)
     normal = -0.5 * jnp.sum(u ** 2, -1) - 0.5 * d * np.log(2 * np.pi)
     np.testing.assert_allclose(prior.log_prob(params, z), normal + log_det, atol=1e-10)
-    np.testing.assert_allclose(prior.inverse(params, u), z, atol=1e-9)
+    np.testing.assert_allclose(flow.inverse(flow_params, u)[0], z, atol=1e-9)
     # The flow is autoregressive along alternating orders: each step's Jacobian is triangular.
-    for k in range(3):
-        step = jax.jacfwd(lambda v: prior.step(params[k], k, v[None])[0][0])(z[0])
-        step = np.asarray(step)[::-1, ::-1] if k % 2 else np.asarray(step)
-        assert np.all(np.triu(step, 1) == 0)
+    steps = flow_steps(flow, flow_params)
+    assert [s.reverse for s, _ in steps] == [False, True, False]
+    for k, (step, p) in enumerate(steps):
+        jac = np.asarray(jax.jacfwd(lambda v: step.forward(p, v[None])[0][0])(z[0]))
+        jac = jac[::-1, ::-1] if k % 2 else jac
+        assert np.all(np.triu(jac, 1) == 0) and np.any(np.tril(jac, -1) != 0)
     samples = prior.sample(params, k1, 3)
     assert samples.shape == (3, d) and np.all(np.isfinite(samples))
 
 
 def test_iaf_posterior_log_q_matches_the_jacobian():
     d = 5
-    post = made.IAFPosterior(d, steps=3, hidden=(16,), mean_only=False)
+    post = prior_made.made_iaf_posterior(d, 3, (16,), mean_only=False)
     k1, k2, k3, k4 = jax.random.split(jax.random.PRNGKey(2), 4)
     mean = jax.random.normal(k1, (8, d), jnp.float64)
     log_std = 0.3 * jax.random.normal(k2, (8, d), jnp.float64)
@@ -149,7 +156,7 @@ def test_iaf_posterior_log_q_matches_the_jacobian():
     eps = jax.random.normal(k2, mean.shape, mean.dtype)  # the draw sample_and_log_prob makes
 
     def flow(e, m, s, c):
-        return post.transform(params, (m + jnp.exp(s) * e)[None], c[None])[0][0]
+        return post.flow.forward(params, (m + jnp.exp(s) * e)[None], context=c[None])[0][0]
 
     jacs = jax.vmap(jax.jacfwd(flow))(eps, mean, log_std, ctx)  # d z / d eps
     base = -0.5 * jnp.sum(eps ** 2, -1) - 0.5 * d * np.log(2 * np.pi)
@@ -192,14 +199,61 @@ def test_iw_nll_is_never_worse_than_the_elbo_and_tightens_with_k():
             np.testing.assert_allclose(nll, -mean_w, rtol=1e-6)
         if k == 4:  # the model's own eval: K = 4 in chunks of 3 (the last one ragged)
             ev = jax.jit(m.evaluate)(params, batch, key)
-            np.testing.assert_allclose(ev["nll_iw"], nll, rtol=1e-5)
+            np.testing.assert_allclose(ev["nll_iw_nats"], nll, rtol=1e-5)
         means.append(float(jnp.mean(nll)))
     assert means[0] > means[1] > means[2] > means[3], means
-    assert set(ev) == {"nll_iw", "neg_elbo", "kl", "recon"}
+    assert set(ev) == set(METRICS)
     assert all(v.shape == (32,) for v in ev.values())
-    np.testing.assert_allclose(ev["neg_elbo"], ev["recon"] + ev["kl"], rtol=1e-6)
+    np.testing.assert_allclose(ev["neg_elbo_nats"], ev["recon_nats"] + ev["kl_nats"],
+                               rtol=1e-6)
     # The single-sample ELBO on the same images averages to the K = 1 IW value's level.
-    assert abs(float(jnp.mean(ev["neg_elbo"])) - means[0]) < 0.1 * means[0]
+    assert abs(float(jnp.mean(ev["neg_elbo_nats"])) - means[0]) < 0.1 * means[0]
+
+
+def test_iw_nll_is_log_mean_exp_of_separately_computed_weights():
+    """nll_iw = -(logsumexp_k w_k - log K) with w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x)
+    computed here from the parts, z_k drawn with fold_in(example key, k) (the documented key
+    of sample k); the model's value uses K = 5 in ragged chunks of 2."""
+    batch = _real_batch(6, offset=200)
+    _, params = _tiny_model_and_params()
+    parts = vlae.make_parts(_tiny(), (28, 28, 1), 2)
+    key, num = jax.random.PRNGKey(8), 5
+    mean, log_std, context = parts.encoder.apply(params["encoder"],
+                                                 parts.x_scale(batch["image"]))
+
+    def log_weight(sample_key, m, s, c, image):
+        z, log_q = parts.posterior.sample_and_log_prob(params["posterior"], sample_key, m[None],
+                                                       s[None], c[None])
+        features = parts.decoder.apply(params["decoder"], z)
+        log_px = parts.likelihood.log_prob(params["likelihood"], image[None], features)
+        return (log_px + parts.prior.log_prob(params["prior"], z) - log_q)[0]
+
+    example = jax.vmap(lambda i: jax.random.fold_in(key, i))(batch["index"])
+    sample_keys = jax.vmap(lambda k: jax.vmap(lambda e: jax.random.fold_in(e, k))(example))(
+        jnp.arange(num))  # (K, B) keys
+    w = jax.jit(jax.vmap(jax.vmap(log_weight, (0, 0, 0, 0, 0)), (0, None, None, None, None)))(
+        sample_keys, mean, log_std, context, batch["image"])
+    assert w.shape == (num, 6) and float(jnp.std(w[:, 0])) > 0.1  # the samples differ
+    want = -(jax.nn.logsumexp(w, axis=0) - jnp.log(num))
+    nll, mean_w = jax.jit(lambda p: vlae.iw_nll(parts, p, batch, key, num, 2))(params)
+    np.testing.assert_allclose(nll, want, rtol=2e-6, atol=1e-4)
+    np.testing.assert_allclose(mean_w, jnp.mean(w, axis=0), rtol=2e-6, atol=1e-4)
+
+
+def test_metric_convention_nats_and_bits_per_dim_under_one_set_of_names():
+    batch = _real_batch(8)
+    m, params = _tiny_model_and_params()
+    assert (m.loss_unit, m.eval_metric) == ("nats", "nll_iw_nats")
+    ev = jax.jit(m.evaluate)(params, batch, jax.random.PRNGKey(9))
+    assert set(ev) == set(METRICS)
+    bits = 1.0 / (784 * np.log(2.0))
+    for name in ("nll_iw", "neg_elbo"):
+        np.testing.assert_allclose(ev[f"{name}_bits_per_dim"], ev[f"{name}_nats"] * bits,
+                                   rtol=1e-6)
+    _, metrics = jax.jit(m.loss)(params, batch, jax.random.PRNGKey(10))
+    assert set(metrics) == set(METRICS) - {"nll_iw_nats", "nll_iw_bits_per_dim"}
+    np.testing.assert_allclose(metrics["neg_elbo_bits_per_dim"],
+                               metrics["neg_elbo_nats"] * bits, rtol=1e-6)
 
 
 def test_free_bits_floor_the_kl_and_the_true_kl_is_logged():
@@ -209,16 +263,16 @@ def test_free_bits_floor_the_kl_and_the_true_kl_is_logged():
     m = models.build(_tiny(free_bits=1.0), (28, 28, 1), 2)  # 784 nats: far above the KL
     (loss, metrics), grads = jax.jit(jax.value_and_grad(m.loss, has_aux=True))(params, batch,
                                                                               key)
-    np.testing.assert_allclose(metrics["neg_elbo"], metrics["recon"] + metrics["kl"],
-                               rtol=1e-6)
-    assert 0.0 < float(metrics["kl"]) < 784.0  # the true KL is logged, not the floor
-    np.testing.assert_allclose(loss, metrics["recon"] + 784.0, rtol=1e-6)
+    np.testing.assert_allclose(metrics["neg_elbo_nats"],
+                               metrics["recon_nats"] + metrics["kl_nats"], rtol=1e-6)
+    assert 0.0 < float(metrics["kl_nats"]) < 784.0  # the true KL is logged, not the floor
+    np.testing.assert_allclose(loss, metrics["recon_nats"] + 784.0, rtol=1e-6)
     # KL inside the floor: no gradient reaches the prior; the decoder still learns.
     assert all(float(jnp.max(jnp.abs(g))) == 0.0 for g in jax.tree.leaves(grads["prior"]))
     assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grads["decoder"])) > 0
     m0 = models.build(_tiny(free_bits=0.0), (28, 28, 1), 2)
     loss0, metrics0 = jax.jit(m0.loss)(params, batch, key)
-    np.testing.assert_allclose(loss0, metrics0["neg_elbo"], rtol=1e-6)
+    np.testing.assert_allclose(loss0, metrics0["neg_elbo_nats"], rtol=1e-6)
 
 
 def test_band_sampling_equals_full_network_sampling():
@@ -251,12 +305,12 @@ def test_samples_and_decompressions_are_binary_images_and_jit_vmap_safe():
     k_single = jax.random.split(key)[0]
 
     def one(img, i):
-        recon, kl = vlae_model.elbo_terms(parts, params, {"image": img[None],
-                                                          "index": i[None]}, k_single)
+        recon, kl = vlae.elbo_terms(parts, params, {"image": img[None], "index": i[None]},
+                                    k_single)
         return recon[0] + kl[0]
 
     per_image = jax.jit(jax.vmap(one))(batch["image"][:8], batch["index"][:8])
-    np.testing.assert_allclose(per_image, ev_jit["neg_elbo"][:8], rtol=2e-4, atol=1e-3)
+    np.testing.assert_allclose(per_image, ev_jit["neg_elbo_nats"][:8], rtol=2e-4, atol=1e-3)
 
 
 def test_factorized_bernoulli_and_normal_prior_options_build_and_run():
@@ -264,9 +318,9 @@ def test_factorized_bernoulli_and_normal_prior_options_build_and_run():
     m = models.build(_tiny(likelihood="bernoulli", prior="normal", posterior="diag"),
                      (28, 28, 1), 2)
     params = jax.jit(m.init)(jax.random.PRNGKey(0), batch)
-    assert set(params["prior"]) == set() and "first" not in params["likelihood"]
+    assert set(params["prior"]) == set() and "first" not in params["likelihood"]["params"]
     loss, metrics = jax.jit(m.loss)(params, batch, jax.random.PRNGKey(1))
-    assert np.isfinite(loss) and np.isfinite(float(metrics["kl"]))
+    assert np.isfinite(loss) and np.isfinite(float(metrics["kl_nats"]))
     # Diagonal q and N(0, I): the single-sample KL averages near the analytic KL.
     parts = vlae.make_parts(_tiny(likelihood="bernoulli", prior="normal", posterior="diag"),
                             (28, 28, 1), 2)
@@ -282,6 +336,20 @@ def test_bad_configs_fail_naming_the_fix():
         models.build(_tiny(), (28, 28, 1), 256)
     with pytest.raises(ValueError, match="posterior"):
         models.build(_tiny(posterior="flow"), (28, 28, 1), 2)
+
+
+def test_one_validator_names_the_nearest_key_for_either_family():
+    with pytest.raises(KeyError, match=r"Did you mean 'model.prior_steps'"):
+        vlae.settings({"family": "binary", "prior_step": 2})
+    with pytest.raises(KeyError, match=r"Did you mean 'model.receptive_field'"):
+        vlae.settings({"family": "cifar", "recepive_field": (7, 4)})
+    with pytest.raises(KeyError, match="a key of family='cifar'"):
+        vlae.settings({"family": "binary", "receptive_field": (7, 4)})
+    with pytest.raises(ValueError, match="family must be one of"):
+        vlae.settings({"family": "rgb"})
+    with pytest.raises(ValueError, match="iw_samples and iw_chunk must be >= 1"):
+        vlae.settings({"iw_chunk": 0})
+    assert vlae.settings({"family": "cifar"})["prior_steps"] == 6
 
 
 # ---- configs and a run through the trainer ---------------------------------------------------
@@ -310,6 +378,7 @@ def test_smoke_config_trains_on_real_binarized_mnist(tmp_path):
     losses = [r["loss"] for r in rows if r["split"] == "train"]
     assert len(losses) >= 3 and losses[-1] < losses[0] - 50, losses
     ev = summary["eval"]
-    assert np.isfinite(ev["nll_iw"]) and ev["nll_iw"] <= ev["neg_elbo"] + 1.0
+    assert np.isfinite(ev["nll_iw_nats"]) and ev["nll_iw_nats"] <= ev["neg_elbo_nats"] + 1.0
+    assert ev["loss"] == ev["nll_iw_nats"]  # the headline, in the loss's unit (nats)
     assert os.path.exists(summary["reconstructions_png"])
     assert os.path.exists(summary["samples_png"])

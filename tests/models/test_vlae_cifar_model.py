@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 
 from flowzoo import training
-from flowzoo.models.vlae import cifar_model
-from flowzoo.models.vlae.cifar_model import update_kl_weight
-from flowzoo.models.vlae.cifar_nets import CifarDecoder, CifarEncoder
-from flowzoo.models.vlae.cifar_parts import cifar_parts
+from flowzoo.models.vlae import model as vlae_model
+from flowzoo.models.vlae.backbone_spatial import CifarDecoder, CifarEncoder
+from flowzoo.models.vlae.core import update_kl_weight
 from flowzoo.training import optim, steps
 
 VARIANTS = ("rf7x4", "rf5x3", "rf4x2", "gray7x4", "densenet")
@@ -64,7 +63,7 @@ def smoke():
     """Smoke-sized parts (receptive field 4x2, one PixelCNN++ block) on random 8x8x3 images,
     initialised: a shape / gradient check only."""
     cfg = dict(_config("rf4x2,smoke").model, pixelcnn_blocks=1)
-    model = cifar_model.build(cfg, (8, 8, 3), 256)
+    model = vlae_model.build(cfg, (8, 8, 3), 256)
     key = jax.random.PRNGKey(0)
     batch = {"image": jax.random.randint(key, (6, 8, 8, 3), 0, 256).astype(jnp.uint8),
              "index": jnp.arange(6)}
@@ -83,9 +82,12 @@ def test_trainer_step_uses_and_updates_the_kl_weight(smoke):
     per_dim = 1.0 / (8 * 8 * 3 * math.log(2.0))
     lam = 0.01 * 8 * 8 * 3
     assert float(m["kl_weight"]) == 1.0
-    np.testing.assert_allclose(m["loss"], (m["recon"] + m["kl"]) * per_dim, rtol=1e-6)
+    np.testing.assert_allclose(m["loss"], (m["recon_nats"] + m["kl_nats"]) * per_dim,
+                               rtol=1e-6)
+    np.testing.assert_allclose(m["neg_elbo_bits_per_dim"], m["neg_elbo_nats"] * per_dim,
+                               rtol=1e-6)
     np.testing.assert_allclose(new.model_state["kl_weight"],
-                               update_kl_weight(1.0, m["kl"], lam))
+                               update_kl_weight(1.0, m["kl_nats"], lam))
     for part in ("encoder", "decoder", "likelihood", "prior"):  # every component learns
         moved = jax.tree.map(lambda a, b: float(jnp.sum(jnp.abs(a - b))), new.params[part],
                              params[part])
@@ -94,17 +96,25 @@ def test_trainer_step_uses_and_updates_the_kl_weight(smoke):
     half = state.replace(model_state={"kl_weight": jnp.float32(0.5)})
     _, m_half = step(half, batch)
     assert float(m_half["kl_weight"]) == 0.5
-    np.testing.assert_allclose(m_half["loss"], (m_half["recon"] + 0.5 * m_half["kl"]) * per_dim,
+    np.testing.assert_allclose(m_half["loss"],
+                               (m_half["recon_nats"] + 0.5 * m_half["kl_nats"]) * per_dim,
                                rtol=1e-6)
-    np.testing.assert_allclose(m_half["neg_elbo"], m["neg_elbo"], rtol=1e-6)
+    np.testing.assert_allclose(m_half["neg_elbo_bits_per_dim"], m["neg_elbo_bits_per_dim"],
+                               rtol=1e-6)
 
 
-def test_evaluate_in_bits_per_dim_and_sample(smoke):
+def test_evaluate_in_nats_and_bits_per_dim_and_sample(smoke):
+    """The binary family's metric names (both units); the headline is in the loss's unit."""
     model, params, batch = smoke
-    assert (model.loss_unit, model.eval_metric) == ("bits/dim", "bits_per_dim")
+    assert (model.loss_unit, model.eval_metric) == ("bits/dim", "nll_iw_bits_per_dim")
     out = jax.jit(model.evaluate)(params, batch, jax.random.PRNGKey(4))
-    assert set(out) == {"bits_per_dim", "elbo_bits_per_dim", "kl", "recon"}
+    assert set(out) == {"nll_iw_nats", "nll_iw_bits_per_dim", "neg_elbo_nats",
+                        "neg_elbo_bits_per_dim", "kl_nats", "recon_nats"}
     assert all(v.shape == (6,) and bool(jnp.all(jnp.isfinite(v))) for v in out.values())
+    per_dim = 1.0 / (8 * 8 * 3 * math.log(2.0))
+    for name in ("nll_iw", "neg_elbo"):
+        np.testing.assert_allclose(out[f"{name}_bits_per_dim"], out[f"{name}_nats"] * per_dim,
+                                   rtol=1e-6)
     # Sampling composes (traced only: the samplers themselves are tested with their parts).
     images = jax.eval_shape(lambda p, k: model.sample(p, k, 2), params, jax.random.PRNGKey(5))
     assert images.shape == (2, 8, 8, 3) and images.dtype == jnp.uint8
@@ -117,19 +127,21 @@ def test_encoder_decoder_shapes_on_32x32(block):
     x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
     z = jax.ShapeDtypeStruct((2, 8, 8, 16), jnp.float32)
     enc, dec = CifarEncoder(block=block), CifarDecoder(block=block)
-    pe = jax.eval_shape(enc.init, jax.random.PRNGKey(0), x)
-    mean, log_std, context = jax.eval_shape(enc.apply, pe, x)
+    variables = jax.eval_shape(enc.init, jax.random.PRNGKey(0), x)
+    mean, log_std, context = jax.eval_shape(enc.apply, variables, x)
     assert mean.shape == log_std.shape == (2, 8, 8, 16) and context is None
     pd = jax.eval_shape(dec.init, jax.random.PRNGKey(0), z)
     assert jax.eval_shape(dec.apply, pd, z).shape == (2, 32, 32, dec.features)
     assert dec.features == (48 if block == "resnet" else 48 + 3 * 24)
     # Stage layout: in-conv, group, stride-2, group, stride-2, group, 1x1 out.
-    assert len(pe) == 7 and [len(pe[i]) for i in (1, 3, 5)] == (
+    pe = variables["params"]
+    assert set(pe) == {"in", "group0", "down1", "group1", "down2", "group2", "out"}
+    assert [len(pe[g]) for g in ("group0", "group1", "group2")] == (
         [2, 2, 3] if block == "resnet" else [3, 3, 3])
     wide = (0, 0, 0) if block == "resnet" else (3 * 24, 3 * 48, 3 * 48)  # DenseNet concat
-    assert pe[2]["v"].shape == (3, 3, 48 + wide[0], 96)
-    assert pe[4]["v"].shape == (3, 3, 96 + wide[1], 96)
-    assert pe[6]["v"].shape == (1, 1, 96 + wide[2], 32)
+    assert pe["down1"]["v"].shape == (3, 3, 48 + wide[0], 96)
+    assert pe["down2"]["v"].shape == (3, 3, 96 + wide[1], 96)
+    assert pe["out"]["v"].shape == (1, 1, 96 + wide[2], 32)
 
 
 def test_parameter_counts_of_every_variant():
@@ -142,8 +154,8 @@ def test_parameter_counts_of_every_variant():
         "encoder": 1_044_016, "decoder": 1_041_120, "likelihood": 423_624,
         "prior": 1_109_184}
     # Receptive field 7x4 with exact kernels: the v stream's input conv covers 1 row x 3.
-    assert info["shapes"]["['likelihood']['v0']['v']"] == [1, 3, 4, 64]
-    assert info["shapes"]["['likelihood']['h0']['v']"] == [1, 3, 4, 64]
+    assert info["shapes"]["['likelihood']['params']['v0']['v']"] == [1, 3, 4, 64]
+    assert info["shapes"]["['likelihood']['params']['h0']['v']"] == [1, 3, 4, 64]
 
 
 def test_config_variants_and_errors():
@@ -159,7 +171,7 @@ def test_config_variants_and_errors():
         _config("rf9x9")
     cfg = dict(_config().model)
     cfg["recepive_field"] = cfg.pop("receptive_field")
-    with pytest.raises(KeyError, match="receptive_field"):
-        cifar_parts(cfg, (32, 32, 3), 256)
+    with pytest.raises(KeyError, match="Did you mean 'model.receptive_field'"):
+        vlae_model.make_parts(cfg, (32, 32, 3), 256)
     with pytest.raises(ValueError, match="RGB"):
-        cifar_parts(_config().model, (28, 28, 1), 256)
+        vlae_model.make_parts(_config().model, (28, 28, 1), 256)

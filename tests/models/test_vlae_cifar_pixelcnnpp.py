@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowzoo.models.vlae.cifar_pixelcnnpp import GRAY_WEIGHTS, CifarPixelCNNpp
+from flowzoo.models.vlae.likelihood_pixelcnnpp import GRAY_WEIGHTS, CifarPixelCNNpp
 
 SIZE = 10
 

@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowzoo.models.vlae.autoregressive import DiagonalPosterior
-from flowzoo.models.vlae.cifar_prior import CifarAFPrior, PixelCNNStep
+from flowzoo.models.vlae.flows import GaussianPosterior, flow_steps
+from flowzoo.models.vlae.prior_pixelcnn import PixelCNNStep, pixelcnn_af_prior
 
 SHAPE = (3, 3, 4)
 DIM = math.prod(SHAPE)
@@ -23,7 +23,7 @@ DIM = math.prod(SHAPE)
 
 @functools.lru_cache(maxsize=None)
 def _prior(mean_only, steps=2):
-    prior = CifarAFPrior(SHAPE, steps=steps, hidden=(8, 8), mean_only=mean_only)
+    prior = pixelcnn_af_prior(SHAPE, steps, (8, 8), 3, mean_only)
     z = jax.random.normal(jax.random.PRNGKey(1), (16,) + SHAPE, jnp.float64)
     return prior, prior.init(jax.random.PRNGKey(2), z)
 
@@ -37,15 +37,15 @@ def test_each_step_output_ignores_its_own_and_later_elements(mean_only):
     """d mu_i / d z_j (and d s_i / d z_j) is exactly 0 for j >= i in raster (row, col,
     channel) order, and nonzero for the nearest earlier elements (the step is not trivial)."""
     prior, params = _prior(mean_only)
-    net = prior.net
+    (step, step_params), _ = flow_steps(prior.bijector, params["bijector"])
+    net = step.conditioner
 
     def outputs(flat):
-        mu, s = net.apply(params[0], flat.reshape((1,) + SHAPE))
-        out = mu if s is None else jnp.concatenate([mu, s], axis=-1)
-        return out.reshape(-1)
+        return net.apply(step_params, flat.reshape((1,) + SHAPE)).reshape(-1)
 
     jac = np.asarray(jax.jit(jax.jacobian(outputs))(_fresh(3).reshape(-1)))
     jac = jac.reshape(SHAPE[:2] + (-1, SHAPE[2], DIM))  # (h, w, parameter, c, input)
+    assert jac.shape[2] == (1 if mean_only else 2)
     h, w, c = np.unravel_index(np.arange(DIM), SHAPE)
     same_row_before = (c > 0) | (w > 0)  # the previous element is at (i, j) or (i, j - 1)
     for p in range(jac.shape[2]):
@@ -60,10 +60,13 @@ def test_each_step_output_ignores_its_own_and_later_elements(mean_only):
 
 def test_odd_steps_run_in_reversed_order():
     prior, params = _prior(True)
+    steps = flow_steps(prior.bijector, params["bijector"])
+    assert [s.reverse for s, _ in steps] == [False, True]
     z = _fresh(4).reshape(-1)
 
     def step(k, flat):
-        return prior.step(params[k], k, flat.reshape((1,) + SHAPE))[0].reshape(-1)
+        bijector, p = steps[k]
+        return bijector.forward(p, flat.reshape((1,) + SHAPE))[0].reshape(-1)
 
     j0 = np.asarray(jax.jacobian(functools.partial(step, 0))(z))
     j1 = np.asarray(jax.jacobian(functools.partial(step, 1))(z))
@@ -76,10 +79,11 @@ def test_odd_steps_run_in_reversed_order():
 @pytest.mark.parametrize("mean_only", [True, False])
 def test_log_det_matches_float64_jacobian(mean_only):
     prior, params = _prior(mean_only, steps=3)  # odd count: not a symmetric arrangement
+    flow, flow_params = prior.bijector, params["bijector"]
     z = _fresh(5, n=2)
-    _, log_det = prior.forward(params, z)
+    _, log_det = flow.forward(flow_params, z)
     for b in range(2):
-        jac = jax.jacobian(lambda f: prior.forward(params, f.reshape((1,) + SHAPE))[0]
+        jac = jax.jacobian(lambda f: flow.forward(flow_params, f.reshape((1,) + SHAPE))[0]
                            .reshape(-1))(z[b].reshape(-1))
         sign, want = np.linalg.slogdet(np.asarray(jac))
         assert sign == 1.0
@@ -92,14 +96,15 @@ def test_log_det_matches_float64_jacobian(mean_only):
 
 def test_sampling_inverts_the_flow_and_log_prob_is_a_density():
     prior, params = _prior(False, steps=3)  # affine: exercises shift and scale
+    flow, flow_params = prior.bijector, params["bijector"]
     u = _fresh(6, n=3)
-    z = jax.jit(prior.inverse)(params, u)
-    np.testing.assert_allclose(prior.forward(params, z)[0], u, atol=1e-10)
+    z = jax.jit(flow.inverse)(flow_params, u)[0]
+    np.testing.assert_allclose(flow.forward(flow_params, z)[0], u, atol=1e-10)
     samples = prior.sample(params, jax.random.PRNGKey(7), 5)
     assert samples.shape == (5,) + SHAPE
     # log p(z) = log N(u) + log det: compare with the change of variables done by hand.
     lp = prior.log_prob(params, z)
-    u_hat, log_det = prior.forward(params, z)
+    u_hat, log_det = flow.forward(flow_params, z)
     want = (-0.5 * jnp.sum(u_hat ** 2, axis=(1, 2, 3)) - 0.5 * DIM * math.log(2 * math.pi)
             + log_det)
     np.testing.assert_allclose(lp, want, rtol=1e-12)
@@ -107,22 +112,24 @@ def test_sampling_inverts_the_flow_and_log_prob_is_a_density():
 
 def test_paper_prior_shape_and_mask_density():
     """6 steps of (16 -> 128 -> 128 -> 16) masked 3x3 convs on 8x8x16."""
-    prior = CifarAFPrior()
+    prior = pixelcnn_af_prior((8, 8, 16), 6, (128, 128), 3, True)
     z = jnp.zeros((2, 8, 8, 16))
     shapes = jax.eval_shape(prior.init, jax.random.PRNGKey(0), z)
-    assert len(shapes) == 6
-    assert [p["v"].shape for p in shapes[0]] == [(3, 3, 16, 128), (3, 3, 128, 128),
-                                                (3, 3, 128, 16)]
-    layers = PixelCNNStep(16)._layers()
+    steps = flow_steps(prior.bijector, jax.tree.map(lambda s: np.zeros(s.shape, s.dtype),
+                                                    shapes["bijector"]))
+    assert len(steps) == 6
+    for _, p in steps:
+        assert [p["params"][f"conv{i}"]["v"].shape for i in range(3)] == [
+            (3, 3, 16, 128), (3, 3, 128, 128), (3, 3, 128, 16)]
     # The centre tap of the output layer connects hidden degree d to outputs c > d only.
-    centre = layers[-1].mask[1, 1]
+    centre = PixelCNNStep(16).masks()[-1][1, 1]
     assert centre.sum() == sum(8 * c for c in range(16))
 
 
 def test_gaussian_posterior_log_density():
     mean, log_std = _fresh(8, n=2), 0.3 * _fresh(9, n=2)
-    z, log_q = DiagonalPosterior().sample_and_log_prob({}, jax.random.PRNGKey(0), mean,
-                                                       log_std, None)
+    z, log_q = GaussianPosterior(3).sample_and_log_prob((), jax.random.PRNGKey(0), mean,
+                                                        log_std, None)
     std = jnp.exp(log_std)
     want = jnp.sum(-0.5 * ((z - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi),
                    axis=(1, 2, 3))
@@ -131,5 +138,9 @@ def test_gaussian_posterior_log_density():
 
 def test_bad_latent_shape_is_rejected():
     prior, params = _prior(True)
-    with pytest.raises(ValueError, match="expects z"):
+    with pytest.raises(ValueError, match="rank >= 3"):
         prior.log_prob(params, jnp.ones((2, 36)))
+    with pytest.raises(ValueError, match=r"expects x shaped \(\*batch, \*\(3, 3, 4\)\)"):
+        prior.log_prob(params, jnp.ones((2, 4, 4, 4)))
+    with pytest.raises(ValueError, match="kernel must be odd"):
+        pixelcnn_af_prior(SHAPE, 2, (8,), 2, True)

@@ -1,41 +1,38 @@
-"""Weight-normalised Dense and Conv layers with data-dependent init (Salimans & Kingma 2016).
+"""Weight-normalised Flax layers with data-dependent init (Salimans & Kingma 2016): the one
+weight-norm layer family of VLAE's networks (the IAF and PixelCNN++ codes both use it).
 
     w = exp(log_g) * v / ||v||          (norm over all axes but the output axis)
-    y = x @ w + b                       (Dense)   or   conv(x, w) + b   (Conv, NHWC / HWIO)
+    y = x @ w + b  (WNDense)   or   conv(x, w) + b  (WNConv, FootprintConv; NHWC / HWIO)
 
 Parameters ``{'v', 'log_g', 'b'}``.  The gain is stored as a log and used as ``exp(log_g)``
 both when it is initialised and in the forward pass (the official IAF TF code initialises
 ``g = log(s) / 3`` but applies ``exp(g)``; we keep one parameterisation throughout).
 
-Data-dependent init (``init(key, x) -> (params, y)``): ``v ~ N(0, 0.05)`` (masked if a
-mask is given), ``t = x @ (v / ||v||)``; with m, s2 the per-output-unit mean and variance of
-``t`` over the batch (and positions), ``exp(log_g) = init_scale / sqrt(s2 + 1e-10)`` and
-``b = -m * exp(log_g)``.  Then ``y`` has zero mean and standard deviation ``init_scale`` per
-unit on the init batch; ``y`` is returned so callers chain DDI through a network.
+Data-dependent init (in ``Module.init``, on the batch it is given): ``v ~ N(0, 0.05)``
+(masked if a mask is given), ``t = op(x, v / ||v||)``; with m, s2 the per-output-unit mean
+and variance of ``t`` over every other axis, ``exp(log_g) = init_scale / sqrt(s2 + 1e-10)``
+and ``b = -m * exp(log_g)``, so the layer's output has zero mean and standard deviation
+``init_scale`` per unit on the init batch, and the next layer initialises on it.  A layer
+called again after its first call (shared weights) uses the parameters it already has.
 Default ``init_scale`` is 0.1, as the IAF code's convolutions.
 
-Masks (MADE, masked PixelCNN) multiply ``v`` before the norm: masked weights are exactly
-zero in every forward pass and get zero gradient.  Layers follow the input dtype.
+Masks (MADE, masked PixelCNN) are a call argument (a static 0/1 numpy array shaped like
+``v``) and multiply ``v`` before the norm: masked weights are exactly zero in every forward
+pass and get zero gradient.  Layers compute in the input's float dtype (parameters are
+cast to it).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
+from typing import Callable
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 INIT_STD = 0.05
 DEFAULT_INIT_SCALE = 0.1
-
-
-def _weight(params, mask, reduce_axes):
-    v = params["v"]
-    if mask is not None:
-        v = v * jnp.asarray(mask, v.dtype)
-    return jnp.exp(params["log_g"]) * _unit(v, reduce_axes)
 
 
 def _unit(v, reduce_axes):
@@ -46,86 +43,136 @@ def _unit(v, reduce_axes):
     return jnp.where(nonzero, v, 0.0) / jnp.sqrt(jnp.where(nonzero, ssq, 1.0))
 
 
-def _ddi(t, v, moment_axes, init_scale):
-    mean = jnp.mean(t, axis=moment_axes)
-    var = jnp.var(t, axis=moment_axes)
-    scale = init_scale / jnp.sqrt(var + 1e-10)
-    params = {"v": v, "log_g": jnp.log(scale), "b": -mean * scale}
-    return params, (t - mean) * scale
+def weight_normed(module: nn.Module, x, shape, op: Callable, init_scale: float, mask=None):
+    """``op(x, w) + b`` with weight-normalised ``w`` of ``shape`` (output axis last),
+    declaring ``v``, ``log_g`` and ``b`` on ``module`` (DDI on its first call in init)."""
+    dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
+    x = x.astype(dtype)
+    reduce_axes = tuple(range(len(shape) - 1))
+    if mask is not None and tuple(np.shape(mask)) != tuple(shape):
+        raise ValueError(f"{type(module).__name__}: mask shape {np.shape(mask)} does not "
+                         f"match the weight shape {tuple(shape)}.")
+    mask = None if mask is None else jnp.asarray(mask, dtype)
+    v0 = log_g0 = b0 = None
+    if module.is_initializing() and not module.has_variable("params", "v"):
+        v0 = INIT_STD * jax.random.normal(module.make_rng("params"), shape, dtype)
+        if mask is not None:
+            v0 = v0 * mask
+        t = op(x, _unit(v0, reduce_axes))
+        moment_axes = tuple(range(t.ndim - 1))
+        scale = init_scale / jnp.sqrt(jnp.var(t, axis=moment_axes) + 1e-10)
+        log_g0, b0 = jnp.log(scale), -jnp.mean(t, axis=moment_axes) * scale
+    v = module.param("v", lambda _: v0)
+    log_g = module.param("log_g", lambda _: log_g0)
+    b = module.param("b", lambda _: b0)
+    v, log_g, b = (p.astype(dtype) for p in (v, log_g, b))
+    if mask is not None:
+        v = v * mask
+    w = jnp.exp(log_g) * _unit(v, reduce_axes)
+    return op(x, w) + b
 
 
-def _float_dtype(x):
-    return x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
-
-
-@dataclasses.dataclass(frozen=True)
-class WNDense:
-    """Weight-normalised dense layer on the last axis: (..., I) -> (..., features).
-
-    ``mask``: optional (I, features) 0/1 numpy array (static; compared by identity)."""
+class WNDense(nn.Module):
+    """Weight-normalised dense layer on the last axis: (..., I) -> (..., features)."""
 
     features: int
     init_scale: float = DEFAULT_INIT_SCALE
-    mask: Any = dataclasses.field(default=None, compare=False, hash=False)
 
-    def init(self, key, x):
-        x = jnp.asarray(x)
-        dtype = _float_dtype(x)
-        v = INIT_STD * jax.random.normal(key, (x.shape[-1], self.features), dtype)
-        if self.mask is not None:
-            _check_mask(self.mask, v.shape, "WNDense")
-            v = v * jnp.asarray(self.mask, dtype)
-        t = x.astype(dtype) @ _unit(v, (0,))
-        return _ddi(t, v, tuple(range(t.ndim - 1)), self.init_scale)
-
-    def apply(self, params, x):
-        w = _weight(params, self.mask, (0,))
-        return x @ w + params["b"]
+    @nn.compact
+    def __call__(self, x, mask=None):
+        """``mask``: optional (I, features) 0/1 numpy array."""
+        return weight_normed(self, x, (x.shape[-1], self.features), jnp.matmul,
+                             self.init_scale, mask)
 
 
 def conv2d(x, w, stride=1):
-    """NHWC x, HWIO w, SAME padding; 1x1 kernels as an einsum (cheaper on CPU)."""
+    """(..., H, W, I) x HWIO w, SAME padding (any leading axes); 1x1 kernels as an einsum
+    (cheaper on CPU)."""
     if w.shape[0] == 1 and w.shape[1] == 1 and stride == 1:
         return jnp.einsum("...c,cd->...d", x, w[0, 0])
-    return jax.lax.conv_general_dilated(x, w, (stride, stride), "SAME",
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    lead = x.shape[:-3]
+    y = jax.lax.conv_general_dilated(x.reshape((-1,) + x.shape[-3:]), w, (stride, stride),
+                                     "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y.reshape(lead + y.shape[1:])
 
 
-@dataclasses.dataclass(frozen=True)
-class WNConv:
-    """Weight-normalised 2-D convolution, NHWC (B, H, W, I) -> (B, H', W', features).
+class WNConv(nn.Module):
+    """Weight-normalised 2-D convolution, (..., H, W, I) -> (..., H', W', features).
 
-    SAME padding; ``stride`` 2 halves H and W (rounding up: 7 -> 4).  ``mask``: optional
-    (kh, kw, I, features) 0/1 numpy array applied to ``v`` (masked PixelCNN)."""
+    SAME padding; ``stride`` 2 halves H and W (rounding up: 7 -> 4)."""
 
     features: int
     kernel: tuple = (3, 3)
     stride: int = 1
     init_scale: float = DEFAULT_INIT_SCALE
-    mask: Any = dataclasses.field(default=None, compare=False, hash=False)
 
-    def init(self, key, x):
-        x = jnp.asarray(x)
-        if x.ndim != 4:
-            raise ValueError(f"WNConv expects NHWC input (B, H, W, C), got shape {x.shape}.")
-        dtype = _float_dtype(x)
+    @nn.compact
+    def __call__(self, x, mask=None):
+        """``mask``: optional (kh, kw, I, features) 0/1 numpy array (masked PixelCNN)."""
+        if x.ndim < 3:
+            raise ValueError(f"WNConv expects (..., H, W, C) input, got shape {x.shape}.")
         shape = tuple(self.kernel) + (x.shape[-1], self.features)
-        v = INIT_STD * jax.random.normal(key, shape, dtype)
-        if self.mask is not None:
-            _check_mask(self.mask, shape, "WNConv")
-            v = v * jnp.asarray(self.mask, dtype)
-        t = conv2d(x.astype(dtype), _unit(v, (0, 1, 2)), self.stride)
-        return _ddi(t, v, (0, 1, 2), self.init_scale)
-
-    def apply(self, params, x):
-        w = _weight(params, self.mask, (0, 1, 2))
-        return conv2d(x, w, self.stride) + params["b"]
+        return weight_normed(self, x, shape, lambda a, w: conv2d(a, w, self.stride),
+                             self.init_scale, mask)
 
 
-def _check_mask(mask, shape, name):
-    if tuple(np.shape(mask)) != tuple(shape):
-        raise ValueError(f"{name}: mask shape {np.shape(mask)} does not match the weight "
-                         f"shape {tuple(shape)}.")
+def footprint_conv(x, w, dy, dx):
+    """out[i, j] = sum_ab w[a, b] x[i + dy0 + a, j + dx0 + b], zero outside the image: the
+    kernel covers exactly the offsets dy0..dy1, dx0..dx1 (explicit padding + VALID)."""
+    height, width = x.shape[1], x.shape[2]
+    lo_h, hi_h = max(-dy[0], 0), max(dy[1], 0)
+    lo_w, hi_w = max(-dx[0], 0), max(dx[1], 0)
+    x = jnp.pad(x, ((0, 0), (lo_h, hi_h), (lo_w, hi_w), (0, 0)))
+    y = jax.lax.conv_general_dilated(x, w, (1, 1), "VALID",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    oy, ox = lo_h + dy[0], lo_w + dx[0]  # y[p] starts at input row p - lo_h
+    return y[:, oy:oy + height, ox:ox + width]
+
+
+class FootprintConv(nn.Module):
+    """A weight-normalised NHWC convolution whose kernel covers exactly the offsets dy in
+    [dy0, dy1], dx in [dx0, dx1] of the output position (``footprint_conv``)."""
+
+    features: int
+    dy: tuple
+    dx: tuple
+    init_scale: float = 1.0
+
+    @nn.compact
+    def __call__(self, x):
+        shape = (self.dy[1] - self.dy[0] + 1, self.dx[1] - self.dx[0] + 1, x.shape[-1],
+                 self.features)
+        return weight_normed(self, x, shape,
+                             lambda a, w: footprint_conv(a, w, self.dy, self.dx),
+                             self.init_scale)
+
+
+class ResNetBlock(nn.Module):
+    """An IAF-style ResNet block (ELU, residual branch scaled by ``residual_scale``), the block
+    of both VLAE backbones; ``mode`` 'res' | 'down' | 'up' (``size``: output H, W for 'up'):
+
+        res(x)  = x + r * conv3x3(elu(conv3x3(elu(x))))
+        down(x) = conv3x3_stride2(x) + r * conv3x3(elu(conv3x3_stride2(elu(x))))
+        up(x)   = conv3x3(u) + r * conv3x3(elu(conv3x3(elu(u)))),  u = resize_nearest(x)
+
+    Parameters ``conv1``, ``conv2`` (init scale 0.1) and, where the shape changes, ``skip``
+    (init scale 1.0)."""
+
+    features: int
+    mode: str = "res"
+    size: tuple = ()
+    residual_scale: float = 0.1
+
+    @nn.compact
+    def __call__(self, x):
+        stride = 2 if self.mode == "down" else 1
+        if self.mode == "up":
+            x = resize_nearest(x, *self.size)
+        h = WNConv(self.features, (3, 3), stride, name="conv1")(jax.nn.elu(x))
+        h = WNConv(self.features, (3, 3), name="conv2")(jax.nn.elu(h))
+        if self.mode != "res":
+            x = WNConv(self.features, (3, 3), stride, init_scale=1.0, name="skip")(x)
+        return x + self.residual_scale * h
 
 
 def resize_nearest(x, height, width):

@@ -2,14 +2,15 @@
 
 The paper's binary-image model (one set of hyperparameters for all four datasets, tuned on
 static MNIST), its training settings, and two shrinks selected by the config argument:
-``:smoke`` (a tiny, seconds-long run for tests) and ``:cpu`` (the full architecture, 2,000
-steps: 7.3 minutes wall on 2 CPU cores with the default depth, see BUILD_NOTES.md).  The PixelCNN depth, which sets the
-decoder's receptive field, is ``--config.model.pixelcnn_layers=L`` (L masked 3x3 layers:
-L rows above, L columns either side).
+``:smoke`` (a tiny, seconds-long run for tests) and ``:cpu`` (the full architecture for 2,000
+steps, a run sized for a 2-core CPU; its wall time is the ``train_and_evaluate`` run of
+``experiments/main.py --config experiments/configs/vlae_static_mnist.py:cpu``, recorded in the
+benchmarks document).  The PixelCNN depth, which sets the decoder's receptive field, is
+``--config.model.pixelcnn_layers=L`` (L masked 3x3 layers: L rows above, L columns either
+side).
 """
 
-from flowzoo.models.vlae.model import BINARY_DEFAULTS
-from flowzoo.models.vlae.parts import ASSEMBLY_DEFAULTS
+from flowzoo.models.vlae.config import defaults
 from flowzoo.training.config import assemble
 
 PAPER_IW_SAMPLES = 4096  # the paper's NLL protocol: --mode=eval --config.model.iw_samples=4096
@@ -18,10 +19,8 @@ PAPER_IW_SAMPLES = 4096  # the paper's NLL protocol: --mode=eval --config.model.
 def vlae_model(c):
     """Fills ``c.model`` with the paper's binary-image VLAE (every key, so overrides from the
     command line work on a locked config)."""
-    for key, value in {**ASSEMBLY_DEFAULTS, **BINARY_DEFAULTS}.items():
+    for key, value in defaults("binary").items():
         c.model[key] = value
-    c.model.name = "vlae"
-    c.model.family = "binary"
 
 
 def vlae_training(c):
@@ -73,9 +72,8 @@ def smoke(c):
 
 
 def cpu(c):
-    """The full architecture for 2,000 steps of batch 64 on 2 CPU cores (static MNIST:
-    437 s wall with pixelcnn_layers=6, final eval included); evaluates the EMA params on the
-    first 1,000 test images with 32 importance samples."""
+    """The full architecture for 2,000 steps of batch 64 (sized for 2 CPU cores); evaluates
+    the EMA params on the first 1,000 test images with 32 importance samples."""
     c.train.batch_size = 64
     c.train.num_steps = 2_000
     c.train.log_every = 100

@@ -1,4 +1,5 @@
-"""The VLAE masked PixelCNN decoder for binary images, and the factorized Bernoulli decoder.
+"""The binary-image likelihoods p(x | z): the masked PixelCNN decoder, and the factorized
+Bernoulli decoder (its networks are Flax modules; log-probs from ``distributions.Bernoulli``).
 
 Input: the decoder features (B, H, W, F) concatenated with the scaled image (B, H, W, 1)
 (-> F + 1 = 5 channels for F = 4).  Network (ELU throughout, WN convs with DDI):
@@ -22,21 +23,24 @@ set and the tests compare it with gradients.
 Ancestral sampling is one compiled ``lax.fori_loop`` over the H*W pixels with the whole
 batch in parallel.  Each pass runs the network only on a band of L + 1 rows ending at the
 current row (exact: a band's top rows are wrong by at most one row per 3x3 layer, and the
-band is clamped to the image top where SAME padding matches), about 28 / 7 = 4x faster than
-full passes for L = 6 on 28x28.
+band is clamped to the image top where SAME padding matches): a quarter of the work of full
+passes for L = 6 on 28x28 (7 rows of 28; ``sample_img_s`` of experiments/benchmarks/vlae.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flowzoo.distributions import Bernoulli
 from flowzoo.models.vlae.layers import WNConv
 
 elu = jax.nn.elu
+_PIXELS = Bernoulli(event_ndims=3)
 
 
 def conv_mask(kernel: int, in_channels: int, out_channels: int, mask_type: str,
@@ -70,6 +74,37 @@ def receptive_field(layers: int, height: int, width: int, row: int, col: int):
     return dep[1:-1, 1:-1]
 
 
+class PixelCNNNet(nn.Module):
+    """The masked PixelCNN: ([image, features]) -> (B, H, W, 1) logits (module docstring).
+    Parameters ``first``, ``masked{j}`` (``masked`` when shared), ``pointwise{j}``, ``out``."""
+
+    feature_channels: int = 4
+    layers: int = 6
+    filters: int = 12
+    share_weights: bool = False
+    residual_scale: float = 0.1
+
+    @nn.compact
+    def __call__(self, x, features):
+        if features.shape[-1] != self.feature_channels or x.shape[-1] != 1:
+            raise ValueError(f"MaskedPixelCNN expects x (B, H, W, 1) and features (B, H, W, "
+                             f"{self.feature_channels}); got {x.shape} and {features.shape}.")
+        f = self.filters
+        # Image first, then features: the type-A mask unmasks the centre of the last F.
+        inputs = jnp.concatenate([2.0 * x.astype(features.dtype) - 1.0, features], axis=-1)
+        mask_a = conv_mask(3, self.feature_channels + 1, f, "A",
+                           centre_channels=self.feature_channels)
+        h = WNConv(f, (3, 3), init_scale=1.0, name="first")(inputs, mask_a)
+        mask_b = conv_mask(3, f, f, "B")
+        shared = WNConv(f, (3, 3), name="masked") if self.share_weights else None
+        for j in range(1, self.layers):
+            masked = shared if shared is not None else WNConv(f, (3, 3), name=f"masked{j}")
+            h = h + self.residual_scale * masked(elu(h), mask_b)
+            if j < self.layers - 1:
+                h = h + self.residual_scale * WNConv(f, (1, 1), name=f"pointwise{j}")(elu(h))
+        return WNConv(1, (1, 1), name="out")(elu(h))
+
+
 @dataclasses.dataclass(frozen=True)
 class MaskedPixelCNN:
     """Likelihood p(x | features) for binary images (x uint8 levels in {0, 1})."""
@@ -86,63 +121,20 @@ class MaskedPixelCNN:
             raise ValueError(f"MaskedPixelCNN needs layers >= 1 (config.model.pixelcnn_layers)"
                              f", got {self.layers}.")
 
-    def _net(self):
-        f = self.filters
-        first = WNConv(f, (3, 3), init_scale=1.0,
-                       mask=conv_mask(3, self.feature_channels + 1, f, "A",
-                                      centre_channels=self.feature_channels))
-        masked = WNConv(f, (3, 3), mask=conv_mask(3, f, f, "B"))
-        pointwise = WNConv(f, (1, 1))
-        out = WNConv(1, (1, 1))
-        return first, masked, pointwise, out
-
-    @staticmethod
-    def _input(x, features):
-        # Image first, then features: the type-A mask unmasks the centre of the last F.
-        xs = 2.0 * x.astype(features.dtype) - 1.0
-        return jnp.concatenate([xs, features], axis=-1)
-
-    def _check(self, x, features):
-        if features.shape[-1] != self.feature_channels or x.shape[-1] != 1:
-            raise ValueError(f"MaskedPixelCNN expects x (B, H, W, 1) and features (B, H, W, "
-                             f"{self.feature_channels}); got {x.shape} and {features.shape}.")
+    @property
+    def net(self) -> PixelCNNNet:
+        return PixelCNNNet(self.feature_channels, self.layers, self.filters,
+                           self.share_weights, self.residual_scale)
 
     def init(self, key, x, features):
-        self._check(x, features)
-        first, masked, pointwise, out = self._net()
-        keys = jax.random.split(key, 2 * self.layers + 2)
-        params = {"masked": [], "pointwise": []}
-        params["first"], h = first.init(keys[0], self._input(x, features))
-        for j in range(1, self.layers):
-            if self.share_weights and params["masked"]:
-                g = masked.apply(params["masked"][0], elu(h))
-            else:
-                p, g = masked.init(keys[2 * j], elu(h))
-                params["masked"].append(p)
-            h = h + self.residual_scale * g
-            if j < self.layers - 1:
-                p, g = pointwise.init(keys[2 * j + 1], elu(h))
-                params["pointwise"].append(p)
-                h = h + self.residual_scale * g
-        params["out"], _ = out.init(keys[-1], elu(h))
-        return params
+        return self.net.init(key, x, features)
 
     def logits(self, params, x, features):
         """(B, H, W, 1) logits of p(x_i = 1 | x_<i, features)."""
-        self._check(x, features)
-        first, masked, pointwise, out = self._net()
-        h = first.apply(params["first"], self._input(x, features))
-        for j in range(1, self.layers):
-            p = params["masked"][0 if self.share_weights else j - 1]
-            h = h + self.residual_scale * masked.apply(p, elu(h))
-            if j < self.layers - 1:
-                h = h + self.residual_scale * pointwise.apply(params["pointwise"][j - 1],
-                                                              elu(h))
-        return out.apply(params["out"], elu(h))
+        return self.net.apply(params, x, features)
 
     def log_prob(self, params, x, features):
-        logits = self.logits(params, x, features)
-        return _bernoulli_log_prob(logits, x)
+        return _PIXELS.log_prob({"logits": self.logits(params, x, features)}, x)
 
     def sample(self, params, key, features):
         b, height, width, _ = features.shape
@@ -166,29 +158,23 @@ class MaskedPixelCNN:
         return jax.lax.fori_loop(0, height * width, body, x0)
 
 
-def _bernoulli_log_prob(logits, x):
-    """Sum over pixels of log Bernoulli(x; sigmoid(logits)): (B,)."""
-    x = x.astype(logits.dtype)
-    ll = x * jax.nn.log_sigmoid(logits) + (1.0 - x) * jax.nn.log_sigmoid(-logits)
-    return jnp.sum(ll, axis=tuple(range(1, ll.ndim)))
-
-
 @dataclasses.dataclass(frozen=True)
 class FactorizedBernoulli:
     """p(x | features) = prod Bernoulli(sigmoid(Conv1x1(features))): no autoregression."""
 
     channels: int = 1
 
+    @property
+    def net(self) -> WNConv:
+        return WNConv(self.channels, (1, 1))
+
     def init(self, key, x, features):
         del x
-        return WNConv(self.channels, (1, 1)).init(key, features)[0]
-
-    def logits(self, params, features):
-        return WNConv(self.channels, (1, 1)).apply(params, features)
+        return self.net.init(key, features)
 
     def log_prob(self, params, x, features):
-        return _bernoulli_log_prob(self.logits(params, features), x)
+        return _PIXELS.log_prob({"logits": self.net.apply(params, features)}, x)
 
     def sample(self, params, key, features):
-        logits = self.logits(params, features)
+        logits = self.net.apply(params, features)
         return (jax.random.logistic(key, logits.shape, logits.dtype) < logits).astype(jnp.uint8)

@@ -1,4 +1,5 @@
-"""VLAE CIFAR-10 decoder likelihood: a conditional PixelCNN++ with an A x B receptive field.
+"""The PixelCNN++ likelihood p(x | z) (CIFAR-10): a conditional PixelCNN++ (a Flax module) with
+an A x B receptive field and a discretized logistic mixture per pixel.
 
 p(x | features) = prod over pixels in raster order of a discretized logistic mixture whose
 parameters come from a two-stream PixelCNN++ (Salimans et al. 2017) conditioned on the
@@ -12,7 +13,7 @@ Receptive field A x B (A columns, B rows): output (i, j) sees exactly
 with L = ceil((A-1)/2), R = A-1-L (7x4: 3 left, 3 right, 4 rows above; 4x2: 2 left, 1 right).
 
 How depth and kernels give A x B.  Every convolution covers an exact rectangle of offsets
-(dy, dx) (``FootprintConv``: a WNConv of that kernel size on a shifted input, no masks):
+(dy, dx) (``layers.FootprintConv``: a WN conv of that kernel size on a shifted input, no masks):
 * vertical stream v (sees rows above only): the input conv covers row -1 and columns
   [-min(L, 1), min(R, 1)]; then the gated blocks' convolutions (2 per block, in order,
   k = 1 .. 2*blocks) each cover dy in [-1, 0] while k <= B-1 (else dy = 0), dx = -1 while
@@ -33,12 +34,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from flowzoo.distributions import DiscretizedLogisticMixture
-from flowzoo.models.vlae import layers
-from flowzoo.models.vlae.layers import WNConv
+from flowzoo.models.vlae.layers import FootprintConv, WNConv
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
@@ -47,55 +48,69 @@ def concat_elu(x):
     return jax.nn.elu(jnp.concatenate([x, -x], axis=-1))
 
 
-@dataclasses.dataclass(frozen=True)
-class FootprintConv:
-    """A weight-normalised convolution whose kernel covers exactly the offsets dy in
-    [dy0, dy1], dx in [dx0, dx1] of the output position (zero padding outside the image):
-    explicit padding + VALID convolution.  Parameters and DDI as ``layers.WNConv``
-    (``{'v', 'log_g', 'b'}``, moments over the real output positions only)."""
-
-    features: int
-    dy: tuple
-    dx: tuple
-    init_scale: float = 1.0
-
-    def _conv(self, x, w):
-        """out[i, j] = sum_ab w[a, b] x[i + dy0 + a, j + dx0 + b] (zero outside the image)."""
-        height, width = x.shape[1], x.shape[2]
-        lo_h, hi_h = max(-self.dy[0], 0), max(self.dy[1], 0)
-        lo_w, hi_w = max(-self.dx[0], 0), max(self.dx[1], 0)
-        x = jnp.pad(x, ((0, 0), (lo_h, hi_h), (lo_w, hi_w), (0, 0)))
-        y = jax.lax.conv_general_dilated(x, w, (1, 1), "VALID",
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        oy, ox = lo_h + self.dy[0], lo_w + self.dx[0]  # y[p] starts at input row p - lo_h
-        return y[:, oy:oy + height, ox:ox + width]
-
-    def init(self, key, x):
-        shape = (self.dy[1] - self.dy[0] + 1, self.dx[1] - self.dx[0] + 1, x.shape[-1],
-                 self.features)
-        v = layers.INIT_STD * jax.random.normal(key, shape, x.dtype)
-        t = self._conv(x, v / jnp.sqrt(jnp.sum(jnp.square(v), axis=(0, 1, 2), keepdims=True)))
-        return layers._ddi(t, v, (0, 1, 2), self.init_scale)
-
-    def apply(self, params, x):
-        return self._conv(x, layers._weight(params, None, (0, 1, 2))) + params["b"]
+def _conv(features, footprint, init_scale, name):
+    """A FootprintConv over ``footprint`` ((dy0, dy1), (dx0, dx1)), or a 1x1 WNConv (None)."""
+    if footprint is None:
+        return WNConv(features, (1, 1), init_scale=init_scale, name=name)
+    return FootprintConv(features, *footprint, init_scale=init_scale, name=name)
 
 
-class _Run:
-    """Runs a layer: DDI-initialises it (``params`` None) or applies stored params."""
+class _Gated(nn.Module):
+    """``c1 = conv1(celu(x)) [+ nin_v(celu(a))]``, ``c2 = conv2(celu(c1)) + nin_z(features)``
+    (2F maps), ``x + c2_a * sigmoid(c2_b)``."""
 
-    def __init__(self, params=None, key=None):
-        self.initialising = params is None
-        self.params = {} if params is None else params
-        self.key, self.count = key, 0
+    filters: int
+    conv1: tuple | None  # footprint, or None for 1x1
+    conv2: tuple | None
+    conv1_init_scale: float
 
-    def __call__(self, name, layer, x):
-        if not self.initialising:
-            return layer.apply(self.params[name], x)
-        p, y = layer.init(jax.random.fold_in(self.key, self.count), x)
-        self.count += 1
-        self.params[name] = p
-        return y
+    @nn.compact
+    def __call__(self, x, features, a=None):
+        f = self.filters
+        c1 = _conv(f, self.conv1, self.conv1_init_scale, "conv1")(concat_elu(x))
+        if a is not None:
+            c1 = c1 + WNConv(f, (1, 1), name="nin_v")(concat_elu(a))
+        c2 = _conv(2 * f, self.conv2, 0.1, "conv2")(concat_elu(c1))
+        c2 = c2 + WNConv(2 * f, (1, 1), init_scale=0.1, name="nin_z")(features)
+        gate_a, gate_b = jnp.split(c2, 2, axis=-1)
+        return x + gate_a * jax.nn.sigmoid(gate_b)
+
+
+class PixelCNNppNet(nn.Module):
+    """The two streams.  ``v_footprints``: the vertical stream's 1 + 2 * blocks convolutions
+    (input conv first); ``h_footprint``: the horizontal stream's input conv.  Parameters
+    ``v0``, ``v_blocks_{t}``, ``h0``, ``h_blocks_{t}``, ``out``."""
+
+    v_footprints: tuple
+    h_footprint: tuple
+    filters: int
+    num_outputs: int
+
+    def setup(self):
+        f, v = self.filters, self.v_footprints
+        blocks = (len(v) - 1) // 2
+        self.v0 = FootprintConv(f, *v[0])
+        self.v_blocks = [_Gated(f, v[2 * t + 1], v[2 * t + 2], 1.0) for t in range(blocks)]
+        self.h0 = FootprintConv(f, *self.h_footprint)
+        self.h_blocks = [_Gated(f, None, None, 0.1) for _ in range(blocks)]
+        self.out = WNConv(self.num_outputs, (1, 1), init_scale=0.1)
+
+    def v_stream(self, x_in, features):
+        """[v_0, v_1 .. v_blocks], each (B, H, W, filters); v sees rows above only."""
+        vs = [self.v0(x_in)]
+        for block in self.v_blocks:
+            vs.append(block(vs[-1], features))
+        return vs
+
+    def h_stream(self, x_in, vs, features):
+        """Raw mixture parameters (B, H, W, num_outputs) from the h stream."""
+        h = self.h0(x_in)
+        for block, v in zip(self.h_blocks, vs[1:]):
+            h = block(h, features, v)
+        return self.out(jax.nn.elu(h))
+
+    def __call__(self, x_in, features):
+        return self.h_stream(x_in, self.v_stream(x_in, features), features)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,17 +165,17 @@ class CifarPixelCNNpp:
         k, c = self.num_components, self.image_shape[-1]
         return 10 * k if self.channel_coupled else 3 * c * k
 
-    # ---- layers -------------------------------------------------------------------------
-
-    def _v_dx(self, k):
+    def _v_footprint(self, k):
+        """(dy, dx) of the k-th convolution of the vertical stream (k = 0: the input conv)."""
         if k == 0:
-            return (-min(self.left, 1), min(self.right, 1))
-        return (-int(k <= self.left - 1), int(k <= self.right - 1))
+            return (-1, -1), (-min(self.left, 1), min(self.right, 1))
+        dy = (-int(k <= self.receptive_field[1] - 1), 0)
+        return dy, (-int(k <= self.left - 1), int(k <= self.right - 1))
 
-    def _v_conv(self, k, features, init_scale=1.0):
-        """The k-th convolution of the vertical stream (k = 0: the input conv)."""
-        dy = (-1, -1) if k == 0 else (-int(k <= self.receptive_field[1] - 1), 0)
-        return FootprintConv(features, dy, self._v_dx(k), init_scale)
+    @property
+    def net(self) -> PixelCNNppNet:
+        v = tuple(self._v_footprint(k) for k in range(2 * self.blocks + 1))
+        return PixelCNNppNet(v, ((0, 0), (-self.left, -1)), self.filters, self.num_outputs)
 
     def _input(self, x):
         """Levels (B, H, W, C) -> network input: [-1, 1] image (or gray) + a ones channel."""
@@ -170,41 +185,6 @@ class CifarPixelCNNpp:
         if self.grayscale:
             x = jnp.tensordot(x, jnp.asarray(GRAY_WEIGHTS, dtype), axes=[[-1], [0]])[..., None]
         return jnp.concatenate([x, jnp.ones(x.shape[:-1] + (1,), dtype)], axis=-1)
-
-    def _gated(self, run, name, x, features, convs, a=None):
-        f = self.filters
-        c1 = run(f"{name}.conv1", convs[0], concat_elu(x))
-        if a is not None:
-            c1 = c1 + run(f"{name}.nin_v", WNConv(f, (1, 1)), concat_elu(a))
-        c2 = run(f"{name}.conv2", convs[1], concat_elu(c1))
-        c2 = c2 + run(f"{name}.nin_z", WNConv(2 * f, (1, 1), init_scale=0.1), features)
-        gate_a, gate_b = jnp.split(c2, 2, axis=-1)
-        return x + gate_a * jax.nn.sigmoid(gate_b)
-
-    def _v_stream(self, run, x_in, features):
-        """[v_0, v_1 .. v_blocks], each (B, H, W, filters); v sees rows above only."""
-        f = self.filters
-        v = run("v0", self._v_conv(0, f), x_in)
-        vs = [v]
-        for t in range(self.blocks):
-            convs = (self._v_conv(2 * t + 1, f),
-                     self._v_conv(2 * t + 2, 2 * f, init_scale=0.1))
-            v = self._gated(run, f"v{t + 1}", v, features, convs)
-            vs.append(v)
-        return vs
-
-    def _h_stream(self, run, x_in, vs, features):
-        """Raw mixture parameters (B, H, W, num_outputs) from the h stream."""
-        f = self.filters
-        h = run("h0", FootprintConv(f, (0, 0), (-self.left, -1)), x_in)
-        for t in range(self.blocks):
-            convs = (WNConv(f, (1, 1)), WNConv(2 * f, (1, 1), init_scale=0.1))
-            h = self._gated(run, f"h{t + 1}", h, features, convs, a=vs[t + 1])
-        return run("out", WNConv(self.num_outputs, (1, 1), init_scale=0.1), jax.nn.elu(h))
-
-    def _forward(self, run, x, features):
-        x_in = self._input(jnp.asarray(x).astype(features.dtype))
-        return self._h_stream(run, x_in, self._v_stream(run, x_in, features), features)
 
     def _split(self, out):
         """Raw outputs (..., num_outputs) -> the mixture's parameter dict."""
@@ -233,13 +213,12 @@ class CifarPixelCNNpp:
     def init(self, key, x, features):
         x, features = jnp.asarray(x), jnp.asarray(features)
         self._check(x, features, "init")
-        run = _Run(key=key)
-        self._forward(run, x, features)
-        return run.params
+        return self.net.init(key, self._input(x.astype(features.dtype)), features)
 
     def network(self, params, x, features):
         """Raw per-pixel outputs (B, H, W, num_outputs); x levels, int or float."""
-        return self._forward(_Run(params), x, features)
+        return self.net.apply(params, self._input(jnp.asarray(x).astype(features.dtype)),
+                              features)
 
     def log_prob(self, params, x, features):
         """log p(x | features) in nats, (B,); x integer levels (B, H, W, C)."""
@@ -255,19 +234,20 @@ class CifarPixelCNNpp:
     def sample(self, params, key, features):
         """Ancestral sampling, (B, H, W, C) uint8: per row one v-stream pass, then per pixel
         one h-stream pass over that row only (both ``lax.fori_loop``)."""
-        run, dist = _Run(params), self.distribution
+        net, dist = self.net, self.distribution
         height, width, channels = self.image_shape
         canvas = jnp.zeros(features.shape[:1] + tuple(self.image_shape), jnp.int32)
 
         def row(i, canvas):
-            vs = self._v_stream(run, self._input(canvas.astype(features.dtype)), features)
+            vs = net.apply(params, self._input(canvas.astype(features.dtype)), features,
+                           method=net.v_stream)
             v_row = [jax.lax.dynamic_slice_in_dim(v, i, 1, axis=1) for v in vs]
             f_row = jax.lax.dynamic_slice_in_dim(features, i, 1, axis=1)
 
             def pixel(j, canvas):
                 x_row = jax.lax.dynamic_slice_in_dim(canvas, i, 1, axis=1)
-                out = self._h_stream(run, self._input(x_row.astype(features.dtype)), v_row,
-                                     f_row)
+                out = net.apply(params, self._input(x_row.astype(features.dtype)), v_row,
+                                f_row, method=net.h_stream)
                 out_j = jax.lax.dynamic_index_in_dim(out[:, 0], j, axis=1, keepdims=False)
                 value = dist.sample(self._split(out_j), self.pixel_key(key, i, j))
                 return canvas.at[:, i, j].set(value.reshape(-1, channels))
