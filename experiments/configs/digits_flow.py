@@ -6,6 +6,8 @@ download.  ``digits_flow.py:smoke`` is a seconds-long run for tests.
 
 from flowzoo.training.config import base_config
 
+PRESETS = {"smoke": "20 steps of a tiny flow: about 15 s on 2 CPU cores, compile included"}
+
 
 def get_config(arg: str | None = None):
     c = base_config()

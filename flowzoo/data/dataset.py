@@ -6,6 +6,8 @@ import dataclasses
 
 import numpy as np
 
+from flowzoo.errors import ConfigError, UserError
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ImageDataset:
@@ -96,7 +98,7 @@ DATASETS: dict[str, DatasetInfo] = {
 def info(name: str) -> DatasetInfo:
     """The registry entry for ``name``; ValueError listing the known names otherwise."""
     if name not in DATASETS:
-        raise ValueError(f"Unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}.")
+        raise ConfigError(f"Unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}.")
     return DATASETS[name]
 
 
@@ -104,7 +106,7 @@ def check_split(name: str, split: str) -> None:
     """Raises ValueError unless ``split`` is one of the dataset's split names."""
     splits = info(name).splits
     if split not in splits:
-        raise ValueError(f"Dataset {name!r} has no split {split!r}; valid splits: "
+        raise ConfigError(f"Dataset {name!r} has no split {split!r}; valid splits: "
                          f"{', '.join(splits)}.")
 
 
@@ -121,5 +123,11 @@ def reduce_bits(ds: ImageDataset, num_bits: int | None) -> ImageDataset:
     return ImageDataset(ds.name, ds.split, images, 2 ** int(num_bits))
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(UserError, FileNotFoundError):
     """The data was found nowhere; the message lists where it looked and how to provide it."""
+
+    def summary(self) -> str:
+        first = str(self).strip().splitlines()[0]
+        return (f"{first}\nFix: --config.data.data_dir=DIR with the official files in "
+                f"DIR/<dataset>/ (or FLOWZOO_DATA_DIR=DIR), or --config.data.source=tfds; "
+                f"--verbose_errors lists where it looked.")

@@ -25,6 +25,7 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
+from flowzoo.errors import UserError
 from flowzoo.training import workdir as workdir_lib
 
 STATE, INTEGRITY, LEGACY_ITEM = "state", "integrity", "default"
@@ -32,11 +33,11 @@ MOVED_ASIDE = "checkpoints_moved_aside"
 REASON_FILE = "why_moved_aside.txt"  # written into each moved step folder
 
 
-class DamagedCheckpoint(RuntimeError):
+class DamagedCheckpoint(UserError, RuntimeError):
     """A step that cannot be read or does not match its checksums."""
 
 
-class IncompatibleCheckpoint(ValueError):
+class IncompatibleCheckpoint(UserError, ValueError):
     """An intact step holding a different state than this config builds."""
 
 
@@ -95,6 +96,10 @@ def _all_processes_agree(ok: bool) -> bool:
     if jax.process_count() == 1:
         return ok
     return bool(np.all(multihost_utils.process_allgather(np.int32(ok))))
+
+
+class NoCheckpoint(UserError, FileNotFoundError):
+    """Evaluation or sampling asked of a workdir without checkpoints."""
 
 
 class Checkpointer:

@@ -12,6 +12,8 @@ import difflib
 import ml_collections
 from ml_collections import config_dict
 
+from flowzoo.errors import ConfigError, ConfigKeyError
+
 
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -23,7 +25,8 @@ def base_config() -> ml_collections.ConfigDict:
         binarization="none", train_split="train", eval_split="test")
     c.train = dict(
         batch_size=64, num_steps=1000, init_batch_size=128, log_every=50, eval_every=500,
-        checkpoint_every=250, keep_checkpoints=3, max_nonfinite_in_a_row=10)
+        checkpoint_every=250, keep_checkpoints=3, max_nonfinite_in_a_row=10,
+        profile_steps="")  # "a,b": a jax.profiler trace of steps a..b in WORKDIR/profile
     c.optim = dict(name="adam", learning_rate=1e-3, warmup_steps=100, b1=0.9, b2=0.999,
                    eps=1e-8, grad_clip=1.0, ema_decay=0.999)
     c.eval = dict(batch_size=256, max_examples=config_dict.placeholder(int), num_samples=64,
@@ -48,7 +51,7 @@ def assemble(dataset: str, arg: str, *, name: str, defaults, presets, overrides=
         presets[arg](c)
     elif arg:
         choices = ", ".join(repr(k) for k in presets)
-        raise ValueError(f"{name} takes no argument or one of {choices}; got {arg!r}.")
+        raise ConfigError(f"{name} takes no argument or one of {choices}; got {arg!r}.")
     c.lock()
     return c
 
@@ -59,7 +62,7 @@ def _check_keys(config, template, prefix):
         if key not in template:
             near = difflib.get_close_matches(key, list(template.keys()), n=1)
             hint = f" Did you mean '{prefix}{near[0]}'?" if near else ""
-            raise KeyError(f"Unknown config key '{path}'.{hint} Valid keys under "
+            raise ConfigKeyError(f"Unknown config key '{path}'.{hint} Valid keys under "
                            f"'{prefix or 'config.'}': {sorted(template.keys())}")
         if isinstance(template[key], ml_collections.ConfigDict) and key != "model":
             _check_keys(config[key], template[key], path + ".")
@@ -71,5 +74,5 @@ def validate(config) -> None:
     _check_keys(config, base_config(), "")
     for key in base_config().keys():
         if key not in config:
-            raise KeyError(f"config is missing '{key}'; start experiment configs from "
+            raise ConfigKeyError(f"config is missing '{key}'; start experiment configs from "
                            f"flowzoo.training.config.base_config().")

@@ -7,6 +7,7 @@ workdir's path type (:mod:`flowzoo.training.workdir`), so ``gs://`` workdirs wor
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -83,14 +84,32 @@ class MetricWriter:
         self._tb = SummaryWriter(str(self._tb_dir))
         self._remote_events = factory and factory.last_opened
 
-    def write(self, step: int, split: str, metrics: dict):
+    def write(self, step: int, split: str, metrics: dict, metadata: dict | None = None):
+        """Scalars to both files; ``metadata`` (counts, paths) to metrics.jsonl only."""
         if not self.enabled:
             return
-        row = {"step": int(step), "split": split, **{k: float(v) for k, v in metrics.items()}}
-        self._rows.append(json.dumps(row))
-        workdir_lib.write_atomic(self.path, "\n".join(self._rows) + "\n")
+        self._append({"step": int(step), "split": split,
+                      **{k: float(v) for k, v in metrics.items()}, **(metadata or {})})
         for k, v in metrics.items():
             self._tb.add_scalar(f"{split}/{k}", float(v), int(step))
+        self._flush_tensorboard()
+
+    def write_image(self, step: int, name: str, grid: np.ndarray):
+        """An (H, W, C) uint8 grid as a TensorBoard image."""
+        if self.enabled:
+            self._tb.add_image(name, grid, int(step), dataformats="HWC")
+            self._flush_tensorboard()
+
+    def write_text(self, step: int, name: str, text: str):
+        if self.enabled:
+            self._tb.add_text(name, text, int(step))
+            self._flush_tensorboard()
+
+    def _append(self, row: dict):
+        self._rows.append(json.dumps(row))
+        workdir_lib.write_atomic(self.path, "\n".join(self._rows) + "\n")
+
+    def _flush_tensorboard(self):
         self._tb.flush()
         if self._remote_events and self._remote_events.buffer.tell() > _EVENT_FILE_ROTATE_BYTES:
             self._tb.close()  # the next file's name sorts after this one (a later time)
@@ -113,29 +132,72 @@ class MetricWriter:
             self._tb = None
 
 
-class Progress:
-    """Console line: step, loss, images/s, ETA."""
+class Chrono:
+    """Wall time by phase, so that images/s and the ETA count training alone.
 
-    def __init__(self, total_steps: int, global_batch: int, unit: str):
-        self.total, self.batch, self.unit = total_steps, global_batch, unit
-        self._t, self._step = None, None
+    Training is timed between :meth:`resume` and :meth:`pause`; everything else (compile,
+    evaluation, checkpoints) goes through :meth:`timed`, which pauses training time and
+    adds to the phase's own total.  Reading a step's metrics synchronizes with the device, so
+    rates measured between two log lines are exact."""
+
+    def __init__(self):
+        self.totals: dict[str, float] = {}
+        self._since = None
+
+    def resume(self):
+        if self._since is None:
+            self._since = time.perf_counter()
+
+    def pause(self):
+        if self._since is not None:
+            self._add("training", time.perf_counter() - self._since)
+            self._since = None
+
+    @contextlib.contextmanager
+    def timed(self, phase: str):
+        running = self._since is not None
+        self.pause()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._add(phase, time.perf_counter() - start)
+            if running:
+                self.resume()
+
+    def training_seconds(self) -> float:
+        running = time.perf_counter() - self._since if self._since is not None else 0.0
+        return self.totals.get("training", 0.0) + running
+
+    def _add(self, phase: str, seconds: float):
+        self.totals[phase] = self.totals.get(phase, 0.0) + seconds
+
+    def summary(self) -> str:
+        return ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in self.totals.items())
+
+
+class Progress:
+    """Console line: step, loss averaged over the log interval, images/s and ETA of
+    training time alone (:class:`Chrono`)."""
+
+    def __init__(self, total_steps: int, global_batch: int, unit: str, chrono: Chrono,
+                 start_step: int):
+        self.total, self.batch, self.unit, self.chrono = total_steps, global_batch, unit, chrono
+        self._seconds, self._step = chrono.training_seconds(), start_step
 
     def line(self, step: int, loss: float) -> str:
-        now = time.perf_counter()
-        rate = eta = float("nan")
-        if self._t is not None and step > self._step:
-            per_step = (now - self._t) / (step - self._step)
-            rate, eta = self.batch / per_step, per_step * (self.total - step)
-        self._t, self._step = now, step
-        eta_s = "?" if math.isnan(eta) else f"{int(eta // 60)}m{int(eta % 60):02d}s"
-        rate_s = "?" if math.isnan(rate) else f"{rate:.1f}"
+        seconds = self.chrono.training_seconds()
+        per_step = (seconds - self._seconds) / max(step - self._step, 1)
+        self._seconds, self._step = seconds, step
+        eta = per_step * (self.total - step)
         return (f"step {step}/{self.total}  loss {loss:.4f} {self.unit}  "
-                f"{rate_s} img/s  ETA {eta_s}")
+                f"{self.batch / max(per_step, 1e-9):.1f} img/s  "
+                f"ETA {int(eta // 60)}m{int(eta % 60):02d}s (training only)")
 
 
-def save_image_grid(images, num_levels: int, path, columns: int | None = None) -> str:
-    """(N, H, W, C) integer levels -> one PNG grid (levels scaled to 0..255) at ``path``
-    (local or any epath URL); returns the path as a string."""
+def image_grid(images, num_levels: int, columns: int | None = None) -> np.ndarray:
+    """(N, H, W, C) integer levels -> one (H', W', C) uint8 grid, levels scaled to 0..255,
+    enlarged by an integer factor to about 256 pixels."""
     images = np.asarray(images).astype(np.float64)
     n, h, w, c = images.shape
     columns = columns or int(math.ceil(math.sqrt(n)))
@@ -146,10 +208,13 @@ def save_image_grid(images, num_levels: int, path, columns: int | None = None) -
         r, q = divmod(i, columns)
         grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + q * (w + 1):1 + q * (w + 1) + w] = pixels[i]
     scale = max(1, 256 // max(grid.shape[:2]))
-    img = Image.fromarray(grid[..., 0] if c == 1 else grid)
-    img = img.resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
+    return np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1)
+
+
+def save_png(grid: np.ndarray, path) -> str:
+    """An (H, W, C) uint8 array -> a PNG at ``path`` (local or any epath URL)."""
     png = io.BytesIO()
-    img.save(png, format="PNG")
+    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(png, format="PNG")
     workdir_lib.write_atomic(workdir_lib.resolve(path), png.getvalue())
     return str(path)
 

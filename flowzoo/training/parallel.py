@@ -19,6 +19,7 @@ restores in a 1-process notebook and the other way round.
 from __future__ import annotations
 
 import functools
+import time
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +27,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from flowzoo.errors import ConfigError
 from flowzoo.training import host_memory, steps
 
 MODES = ("jit", "sharded", "pmap")
@@ -37,15 +39,15 @@ class Parallel:
     def __init__(self, mode, model, tx, ema_decay, global_batch_size, eval_batch_size, *,
                  max_nonfinite_in_a_row):
         if mode not in MODES:
-            raise ValueError(f"config.parallel must be one of {MODES}, got {mode!r}.")
+            raise ConfigError(f"config.parallel must be one of {MODES}, got {mode!r}.")
         if mode == "jit" and jax.process_count() > 1:
-            raise ValueError("config.parallel='jit' runs on one device; with several processes "
+            raise ConfigError("config.parallel='jit' runs on one device; with several processes "
                              "use 'sharded' or 'pmap'.")
         n = {"jit": 1, "sharded": jax.device_count(), "pmap": jax.device_count()}[mode]
         for size, key in ((global_batch_size, "train.batch_size"),
                           (eval_batch_size or n, "eval.batch_size")):
             if size % n:
-                raise ValueError(f"config.{key}={size} must be divisible by the {n} devices of "
+                raise ConfigError(f"config.{key}={size} must be divisible by the {n} devices of "
                                  f"parallel={mode!r}; change config.{key}.")
         self.mode = mode
         self._train_compiled = False
@@ -124,17 +126,22 @@ class Parallel:
         return jax.device_put(batch, jax.devices()[0])
 
     # -- compute --------------------------------------------------------------
+    def compile_train(self, state, batch) -> float:
+        """Compiles the train step ahead of its first run (the run then finds it in jit's
+        cache) and returns the compiler's freed memory to the OS before the step's
+        temporaries are allocated (host_memory.py).  Returns the seconds it took.  Not with
+        profile-guided latency estimation on: its calls are cached apart from a plain
+        lower(), so the step would compile twice."""
+        start = time.perf_counter()
+        if not self._train_compiled and not jax.config.jax_enable_pgle:
+            self._train.lower(state, batch).compile()
+            host_memory.release_free_memory()
+        self._train_compiled = True
+        return time.perf_counter() - start
+
     def train(self, state, batch):
         if not self._train_compiled:
-            # Compile ahead of the first step (the call below then finds it in jit's cache)
-            # and return the compiler's freed memory to the OS before the step's
-            # temporaries are allocated: a lower peak resident set (host_memory.py).  Not
-            # with profile-guided latency estimation on: its calls are cached apart from a
-            # plain lower(), so the step would compile twice.
-            if not jax.config.jax_enable_pgle:
-                self._train.lower(state, batch).compile()
-                host_memory.release_free_memory()
-            self._train_compiled = True
+            self.compile_train(state, batch)
         state, metrics = self._train(state, batch)
         if self.mode == "pmap":
             metrics = jax.tree.map(_first_local_copy, metrics)

@@ -99,7 +99,8 @@ def train_step(state: TrainState, batch, *, model, tx, ema_decay, max_nonfinite_
                                    jnp.where(~loss_ok, 1, jnp.where(~grad_ok, 2, 3))),
         nonfinite_limit_step=jnp.where(first_limit, step, state.nonfinite_limit_step),
     )
-    return state, dict(metrics, loss=loss, grad_norm=grad_norm)
+    return state, dict(metrics, loss=loss, grad_norm=grad_norm,
+                       param_norm=optax.tree.norm(state.params))
 
 
 def eval_step(params, batch, key, *, model, axis_name=None):

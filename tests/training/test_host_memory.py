@@ -9,7 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from flowzoo.training import host_memory, trainer
+from flowzoo.training import host_memory
+from flowzoo.training import run as run_lib
 from tests.training.helpers import smoke_config
 
 HAS_MALLOC_TRIM = host_memory._malloc_trim() is not None
@@ -47,8 +48,8 @@ def test_release_is_a_no_op_without_malloc_trim(monkeypatch):
 @pytest.mark.parametrize("mode", ["jit", "sharded", "pmap"])
 def test_train_step_compiles_once_and_the_heap_is_trimmed_before_it_runs(mode, tmp_path,
                                                                           monkeypatch):
-    run = trainer._setup(smoke_config(parallel=mode), str(tmp_path))
-    state = run.parallel.put_state(trainer._fresh_state(run))
+    run = run_lib.setup(smoke_config(parallel=mode), str(tmp_path))
+    state = run.parallel.put_state(run_lib.fresh_state(run))
     events = []
     monkeypatch.setattr(host_memory, "release_free_memory", lambda: events.append(("release",)))
     real_train = run.parallel._train

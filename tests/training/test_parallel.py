@@ -9,7 +9,7 @@ import subprocess
 import jax
 import numpy as np
 
-from flowzoo.training import trainer
+from flowzoo.training import run as run_lib
 from tests.training.helpers import ROOT, SMOKE, final_params, run_main, smoke_config
 
 STEPS = 4
@@ -18,8 +18,8 @@ STEPS = 4
 def _train(mode, tmp_path):
     """(params, per-step losses, per-step gradient global norms) after STEPS steps."""
     config = smoke_config(parallel=mode)
-    run = trainer._setup(config, str(tmp_path / mode))
-    state = run.parallel.put_state(trainer._fresh_state(run))
+    run = run_lib.setup(config, str(tmp_path / mode))
+    state = run.parallel.put_state(run_lib.fresh_state(run))
     losses, grad_norms = [], []
     for step in range(STEPS):
         state, metrics = run.parallel.train(state,

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from flowzoo import data
-from flowzoo.training import parallel, trainer
+from flowzoo.training import evaluation, parallel, trainer
 from tests.training.helpers import main_command, run_main, smoke_config
 
 
@@ -69,7 +69,7 @@ def test_sigterm_during_the_first_compile_saves_the_step_it_finished(tmp_path, m
 
 def test_sigterm_during_a_periodic_evaluation_saves_that_step(tmp_path, monkeypatch, capsys):
     """The smoke config evaluates at step 10 and checkpoints at 10 and 20."""
-    fired = _wrap(monkeypatch, trainer, "_evaluate")
+    fired = _wrap(monkeypatch, evaluation, "evaluate")
     config = smoke_config(parallel="jit", **{"train.checkpoint_every": 15})
     summary = trainer.train_and_evaluate(config, str(tmp_path))
     assert fired and summary["preempted"] and summary["step"] == 10
@@ -83,7 +83,7 @@ def test_sigterm_during_a_periodic_evaluation_saves_that_step(tmp_path, monkeypa
 
 def test_sigterm_during_the_final_evaluation_keeps_the_final_checkpoint(tmp_path, monkeypatch,
                                                                          capsys):
-    fired = _wrap(monkeypatch, trainer, "_evaluate", when=lambda run, state, stop=None:
+    fired = _wrap(monkeypatch, evaluation, "evaluate", when=lambda run, state, stop=None:
                   int(parallel.host_int(state.step)) == 20)
     summary = trainer.train_and_evaluate(smoke_config(parallel="jit"), str(tmp_path))
     assert fired and summary["preempted"] and summary["step"] == 20
@@ -96,7 +96,7 @@ def test_sigterm_during_the_final_evaluation_keeps_the_final_checkpoint(tmp_path
 
 def test_sigterm_in_eval_mode_exits_143_with_one_line(tmp_path, monkeypatch):
     trainer.train_and_evaluate(smoke_config(parallel="jit"), str(tmp_path))
-    _wrap(monkeypatch, trainer, "_evaluate")
+    _wrap(monkeypatch, evaluation, "evaluate")
     with pytest.raises(trainer.preemption.Preempted):
         trainer.evaluate(smoke_config(parallel="jit"), str(tmp_path))
 
