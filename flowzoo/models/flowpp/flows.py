@@ -129,11 +129,15 @@ class VariationalDequantizer:
         return self.context_net.apply(params["context"], self._halves(x),
                                       dropout_key=dropout_key)
 
-    def init(self, key, x, eps):
+    def init(self, key, x, eps, dropout_key=None):
+        """Data-dependent init on (x, eps), with dropout when ``dropout_key`` is given."""
         k_context, k_noise = jax.random.split(key)
-        context_params = self.context_net.init({"params": k_context}, self._halves(x))
-        context = self.context_net.apply(context_params, self._halves(x))
-        noise_params = self.noise_flow.init(k_noise, eps, context=context)
+        halves = self._halves(x)
+        context_params = self.context_net.init({"params": k_context}, halves,
+                                               dropout_key=dropout_key)
+        context = self.context({"context": context_params}, x, dropout_key)
+        noise_params = self.noise_flow.init(k_noise, eps, context=context,
+                                            dropout_key=dropout_key)
         return {"context": context_params, "noise": noise_params}
 
     def sample(self, params, x, eps, dropout_key=None):

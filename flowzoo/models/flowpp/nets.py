@@ -3,8 +3,8 @@
 Pieces:
   * :class:`DDConv`: a convolution with plain weights (no weight norm) initialised as in
     Flow++: ``V ~ N(0, 0.05)``, then a data-dependent rescaling on the init batch,
-    ``W = V * s``, ``b = -mean * s``, ``s = init_scale / sqrt(var + 1e-10)``, where mean and
-    var are the per-channel moments of ``conv(x, V)``.  The bias is computed for the very
+    ``W = V * s``, ``b = -mean * s``, ``s = init_scale / sqrt(var + 1e-8)`` (the official
+    epsilon), where mean and var are the per-channel moments of ``conv(x, V)``.  The bias is computed for the very
     weight that is stored (one draw of V per layer).
   * :class:`GatedConv`: ``h = conv3x3(concat_elu(x)) [+ conv1x1(concat_elu(context))]``,
     ``h = conv_k(dropout(concat_elu(h)))`` to 2F channels (init scale 0.1),
@@ -12,8 +12,9 @@ Pieces:
     dequantizer's context network (this is what reproduces the official parameter counts).
   * :class:`GatedAttention`: 4-head self-attention over all positions (no mask) of
     ``x + pos_emb``, dropout on its output, then a gated residual through a 1x1 conv.
-  * :class:`GatedPointwise`: the no-attention ablation, a pointwise network of about the
-    same size with the same gated residual.
+  * :class:`GatedNIN`: the official no-attention ablation (``gated_nin``): ``x + pos_emb``,
+    1x1 conv to 3F, max over each channel's three outputs, dropout, 1x1 conv to 2F, gated
+    residual; the same parameter count as attention.
   * :class:`GatedBlock`: gated conv -> LayerNorm -> attention -> LayerNorm.
   * :class:`CouplingNet`: the coupling conditioner (3x3 conv -> ``blocks`` GatedBlocks,
     optionally scanned and rematerialised -> 3x3 conv with init scale 0.1).
@@ -36,6 +37,7 @@ from jax.ad_checkpoint import checkpoint_name
 from flowzoo.models.flowpp.attention import ATTENTION_OUTPUT, self_attention
 
 _INIT_STD = 0.05
+_INIT_EPS = 1e-8  # the official conv2d / dense data-dependent init: rsqrt(var + 1e-8)
 
 
 def concat_elu(x):
@@ -170,7 +172,7 @@ class DDConv(nn.Module):
             v = _INIT_STD * jax.random.normal(self.make_rng("params"), shape, x.dtype)
             y = _conv(x, v)
             axes = tuple(range(y.ndim - 1))
-            scale = self.init_scale / jnp.sqrt(jnp.var(y, axis=axes) + 1e-10)
+            scale = self.init_scale / jnp.sqrt(jnp.var(y, axis=axes) + _INIT_EPS)
             kernel0, bias0 = v * scale, -jnp.mean(y, axis=axes) * scale
         kernel = self.param("kernel", lambda _: kernel0)
         bias = self.param("bias", lambda _: bias0)
@@ -217,27 +219,30 @@ class GatedAttention(nn.Module):
         return x + _gate(DDConv(2 * f, 1, init_scale=0.1, name="gate")(out))
 
 
-class GatedPointwise(nn.Module):
-    """Attention replaced by a per-position network: 1x1 conv to 2F, ELU, dropout,
-    1x1 conv to 2F (init scale 0.1), gated residual."""
+class GatedNIN(nn.Module):
+    """The official no-attention ablation (``gated_nin``): ``c = x + pos_emb``, a 1x1 conv
+    to 3F read as (F, 3) per position, the max over those three, dropout, a 1x1 conv to 2F
+    (init scale 0.1) and the gated residual.  Its 1x1 convs have the shapes of the
+    attention's, hence the same parameter count."""
 
     dropout_rate: float = 0.0
 
     @nn.compact
-    def __call__(self, x, keep=None):
+    def __call__(self, x, pos_emb, keep=None):
         f = x.shape[-1]
-        h = jax.nn.elu(DDConv(2 * f, 1, name="hidden")(x))
+        h = DDConv(3 * f, 1, name="proj")(x + pos_emb.astype(x.dtype))
+        h = jnp.max(h.reshape(h.shape[:-1] + (f, 3)), axis=-1)
         h = dropout(h, self.dropout_rate, keep)
         return x + _gate(DDConv(2 * f, 1, init_scale=0.1, name="gate")(h))
 
 
-def block_mask_widths(filters, attention):
-    """Channels of one block's dropout masks: (gated conv, attention or pointwise)."""
-    return (2 * filters, filters if attention else 2 * filters)
+def block_mask_widths(filters):
+    """Channels of one block's dropout masks: (gated conv, attention or gated NIN)."""
+    return (2 * filters, filters)
 
 
 class GatedBlock(nn.Module):
-    """One conditioner block: gated conv -> LayerNorm -> attention (or pointwise) ->
+    """One conditioner block: gated conv -> LayerNorm -> attention (or gated NIN) ->
     LayerNorm.  ``block`` (an int, or a traced int under ``scan``) is folded into the
     dropout key; one mask draw (widths ``block_mask_widths``) serves both dropout sites."""
 
@@ -249,7 +254,7 @@ class GatedBlock(nn.Module):
 
     @nn.compact
     def __call__(self, h, pos_emb, context, dropout_key, block):
-        widths = block_mask_widths(self.filters, self.attention)
+        widths = block_mask_widths(self.filters)
         keep = keep_masks(_fold(dropout_key, block), self.dropout_rate,
                           h.shape[:-1] + (sum(widths),))
         keep_conv, keep_mix = _split_mask(keep, widths)
@@ -260,7 +265,7 @@ class GatedBlock(nn.Module):
                                name="attn")(
                 h, pos_emb, keep_mix)
         else:
-            h = GatedPointwise(self.dropout_rate, name="pointwise")(h, keep_mix)
+            h = GatedNIN(self.dropout_rate, name="nin")(h, pos_emb, keep_mix)
         return nn.LayerNorm(epsilon=1e-5, name="norm_attn")(h)
 
 
@@ -297,10 +302,9 @@ class CouplingNet(nn.Module):
     def __call__(self, x, context=None, dropout_key=None):
         key = _fold(dropout_key, self.index)
         h = DDConv(self.filters, 3, name="proj_in")(x)
-        pos_emb = None
-        if self.attention:
-            pos_emb = self.param("pos_emb", nn.initializers.normal(0.01),
-                                 x.shape[-3:-1] + (self.filters,), jnp.float32)
+        # Attention and its ablation (gated NIN) both add it to their input.
+        pos_emb = self.param("pos_emb", nn.initializers.normal(0.01),
+                             x.shape[-3:-1] + (self.filters,), jnp.float32)
         block_args = dict(filters=self.filters, attention=self.attention,
                           num_heads=self.num_heads, dropout_rate=self.dropout_rate,
                           attention_loop=self.attention_loop)

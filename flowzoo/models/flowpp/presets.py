@@ -5,6 +5,8 @@ paper), a ``smoke`` shrink for tests, and :func:`config` which the experiment
 files call with their dataset and overrides.
 """
 
+from ml_collections import config_dict
+
 from flowzoo.training.config import assemble
 
 PAPER_IW_SAMPLES = 4096
@@ -19,6 +21,13 @@ OFFICIAL_MODEL = dict(
     iw_samples=16,  # the paper: PAPER_IW_SAMPLES, in a final --mode=eval
     iw_chunk=1,  # samples per lax.map step: memory of one eval batch
     sample_temperature=1.0,
+    # What the optimizer differentiates: "nats", the official loss (mean negative
+    # log-likelihood per example, in nats: clipping at 1.0 and Adam's epsilon on that
+    # scale), or "bits_per_dim".  The logged loss is bits/dim either way.
+    loss_scale="nats",
+    # An official TF checkpoint prefix to start from instead of a data-dependent init
+    # (official.py), and whether to take its EMA shadows (what the official evaluation uses).
+    init_from_official=None, official_ema=True,
     # Execution only (same function, same parameter count): conditioner blocks under
     # nn.scan (compile once, not `blocks` times) and rematerialised in the backward pass;
     # the steps of each flow group under lax.scan (False: unrolled, the same parameters);
@@ -31,6 +40,7 @@ def flowpp_model(c):
     c.model.name = "flowpp"
     for key, value in OFFICIAL_MODEL.items():
         c.model[key] = value
+    c.model.init_from_official = config_dict.placeholder(str)
 
 
 def flowpp_training(c):
