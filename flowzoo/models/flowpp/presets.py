@@ -1,8 +1,9 @@
 """Flow++ config presets shared by experiments/configs/flowpp_*.py.
 
 The official CIFAR-10 model and training settings (as in the authors' code and the
-paper), a ``smoke`` shrink for tests, and :func:`config` which the experiment
-files call with their dataset and overrides.
+paper), a ``smoke`` shrink for tests, a ``cpu`` model for CPU experiments, the paper's
+evaluation protocol ``paper_eval``, and :func:`config` which the experiment files call with
+their dataset and overrides.
 """
 
 from ml_collections import config_dict
@@ -87,6 +88,7 @@ def smoke(c):
     c.eval.batch_size = 32
     c.eval.max_examples = 32
     c.eval.num_samples = 4
+    m.loss_scale = "bits_per_dim"  # the scale its learning rate and tests were tuned on
 
 
 def cpu(c):
@@ -109,6 +111,7 @@ def cpu(c):
     m.iw_samples = 4
     m.iw_chunk = 4
     m.remat = False  # small activations; recomputing them would only cost time on CPU
+    m.loss_scale = "bits_per_dim"  # the scale its learning rate was tuned (and measured) on
     c.train.batch_size = 16
     c.train.num_steps = 600
     c.train.init_batch_size = 128
@@ -123,7 +126,18 @@ def cpu(c):
     c.eval.num_samples = 36
 
 
-PRESETS = {"smoke": smoke, "cpu": cpu}
+def paper_eval(c):
+    """The paper's evaluation protocol (use with --mode=eval, or --mode=train with
+    --config.train.num_steps=0 on an official checkpoint): the importance-weighted bound
+    with 4,096 dequantization samples per image over the whole test split, with the EMA
+    weights (the trainer always evaluates those)."""
+    c.model.iw_samples = PAPER_IW_SAMPLES
+    c.model.iw_chunk = 8  # 8 x eval.batch_size images per forward pass
+    c.eval.batch_size = 50  # divides the 10,000 CIFAR-10 test images
+    c.eval.max_examples = None  # all of them
+
+
+PRESETS = {"smoke": smoke, "cpu": cpu, "paper_eval": paper_eval}
 
 
 def config(dataset: str, arg, *, name: str, model=None, train=None, optim=None, data=None):
