@@ -24,7 +24,12 @@ from flowzoo.training.checkpoint import Checkpointer
 
 CONFIGS = ("flowpp_cifar10", "flowpp_cifar10_uniform_dequant", "flowpp_cifar10_affine",
            "flowpp_cifar10_no_attention", "flowpp_imagenet32", "flowpp_imagenet64",
-           "flowpp_mnist")
+           "flowpp_imagenet64_5bit", "flowpp_celeba64_5bit", "flowpp_celeba64_3bit",
+           "flowpp_celeba128_5bit", "flowpp_mnist")
+# Traced at full size by tests/training/test_runs.py and (counts) test_flowpp_layouts.py.
+TRACED_ELSEWHERE = ("flowpp_imagenet32", "flowpp_imagenet64", "flowpp_imagenet64_5bit",
+                    "flowpp_celeba64_5bit", "flowpp_celeba64_3bit", "flowpp_celeba128_5bit",
+                    "flowpp_mnist")
 
 
 def _config(name, arg=None):
@@ -91,7 +96,7 @@ def test_structure_per_element_actnorm_and_one_pointwise_matrix_per_half():
 @pytest.mark.parametrize("arg", [None, "smoke"])
 @pytest.mark.parametrize("name", CONFIGS)
 def test_describe_works_for_every_flowpp_config(name, arg):
-    if arg is None and name in ("flowpp_imagenet32", "flowpp_imagenet64", "flowpp_mnist"):
+    if arg is None and name in TRACED_ELSEWHERE:
         pytest.skip("traced by tests/training/test_runs.py already (the smoke variant, "
                     "which has the same code path, is traced here)")
     info = _describe(name, arg)

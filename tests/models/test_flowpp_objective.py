@@ -31,7 +31,7 @@ from flowzoo.training.model import example_keys
 SHAPE = (8, 8, 1)
 D = math.prod(SHAPE)
 TINY = dict(name="flowpp", filters=4, blocks=1, num_components=2, num_heads=2, dropout=0.0,
-            steps_full=1, steps_channel=2, steps_squeezed=1, dequant_filters=4,
+            layout="stripe:1,squeeze,channel:2,stripe:1", dequant_filters=4,
             dequant_blocks=1, dequant_steps=2, dequant_context_filters=4,
             dequant_context_blocks=1, iw_samples=4, iw_chunk=3, loss_scale="nats",
             remat=False, attention_loop="off")  # the same function, faster to compile

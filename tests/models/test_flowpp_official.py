@@ -116,9 +116,10 @@ def test_ema_shadows_are_taken_when_asked_from_a_train_checkpoint_layout():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (dict(coupling="affine", attention=False), "affine couplings without attention"),
+    (dict(coupling="affine", mixer="gated_nin"), "affine couplings with mixer 'gated_nin'"),
     (dict(num_heads=2), "num_heads=2"),
-    (dict(steps_full=3), "a group of 3 steps before the last one"),
+    (dict(layout="stripe:3,squeeze,channel:2,stripe:3"), "a group of 3 steps before the last"),
+    (dict(pointwise=False, weight_norm=True), "pointwise=False, weight_norm=True"),
 ])
 def test_configs_without_an_official_counterpart_are_refused(overrides, message):
     flow = flowpp.make_flow({**fx.SMALL_MODEL, **overrides}, fx.IMAGE_SHAPE, 256)

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from flowzoo import _compensated
-from flowzoo.models.flowpp import flows, official, presets
+from flowzoo.models.flowpp import flows, nets, official, presets
 from flowzoo.models.flowpp.attention import check_loop
 from flowzoo.training.model import Model, example_keys
 
@@ -41,19 +41,24 @@ class _Cfg:
     blocks: int
     num_components: int
     coupling: str
-    attention: bool
+    mixer: str
     num_heads: int
     dropout: float
-    steps_full: int
-    steps_channel: int
-    steps_squeezed: int
+    layout: str
+    pointwise: bool
+    swap_back_odd: bool
+    weight_norm: bool
+    elu_before_output: bool
     alpha: float
     dequantization: str
     dequant_filters: int
     dequant_blocks: int
     dequant_steps: int
+    dequant_mixer: str | None
     dequant_context_filters: int
     dequant_context_blocks: int
+    dequant_context_norm: bool
+    dequant_context_attention: bool
     iw_samples: int
     iw_chunk: int
     sample_temperature: float
@@ -77,6 +82,11 @@ def _resolve(model_config) -> _Cfg:
         raise ValueError(f"config.model.dequantization must be 'variational' or 'uniform', "
                          f"got {cfg.dequantization!r}.")
     check_loop(cfg.attention_loop)
+    for key in ("mixer", "dequant_mixer"):
+        value = getattr(cfg, key)
+        if value not in nets.MIXERS and not (key == "dequant_mixer" and value is None):
+            raise ValueError(f"config.model.{key} must be one of {nets.MIXERS}, got {value!r}.")
+    flows.parse_layout(cfg.layout)
     if cfg.loss_scale not in LOSS_SCALES:
         raise ValueError(f"config.model.loss_scale must be one of {LOSS_SCALES}, "
                          f"got {cfg.loss_scale!r}.")
@@ -97,7 +107,7 @@ class FlowPP:
 
     @property
     def latent_shape(self):
-        return flows.latent_shape(self.image_shape)
+        return flows.latent_shape(self.image_shape, self.cfg.layout)
 
     @property
     def num_dims(self) -> int:

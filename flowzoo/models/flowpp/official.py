@@ -106,15 +106,18 @@ def _layer_norm(scope):
     return {"scale": Take(f"{scope}/g", _flat), "bias": Take(f"{scope}/b", _flat)}
 
 
+_SCOPES = {("mixture", "attention"): "MixLogisticAttnCoupling",
+           ("mixture", "gated_nin"): "MixLogisticCoupling",  # flows/ablations/abl_noattn.py
+           ("affine", "attention"): "AffineAttnCoupling"}  # flows/ablations/abl_nomixlog.py
+
+
 def coupling_scope(cfg) -> str:
     """The official class (= variable scope) of a coupling with this config."""
-    if cfg.coupling == "mixture":
-        return "MixLogisticAttnCoupling" if cfg.attention else "MixLogisticCoupling"
-    if cfg.coupling == "affine" and cfg.attention:
-        return "AffineAttnCoupling"
-    raise ValueError("No official Flow++ model has affine couplings without attention "
-                     "(flows/ablations has AffineAttnCoupling only); set "
-                     "config.model.attention=True to convert an official checkpoint.")
+    key = (cfg.coupling, cfg.mixer)
+    if key not in _SCOPES:
+        raise ValueError(f"No official CIFAR-10 Flow++ model has {cfg.coupling} couplings "
+                         f"with mixer {cfg.mixer!r}; convertible: {sorted(_SCOPES)}.")
+    return _SCOPES[key]
 
 
 def _block(scope, cfg, has_context):
@@ -122,11 +125,12 @@ def _block(scope, cfg, has_context):
             "conv_out": _conv(f"{scope}/conv/c2", _dense_as_1x1)}
     if has_context:
         conv["context_proj"] = _conv(f"{scope}/conv/a_proj", _dense_as_1x1)
-    first = "qkv" if cfg.attention else "proj"  # official scope 'attn' in both
+    attention = cfg.mixer == "attention"
+    first = "qkv" if attention else "proj"  # official scope 'attn' for gated_nin too
     mix = {first: _conv(f"{scope}/attn/proj1", _dense_as_1x1),
            "gate": _conv(f"{scope}/attn/proj2", _dense_as_1x1)}
     return {"conv": conv, "norm_conv": _layer_norm(f"{scope}/ln1"),
-            "attn" if cfg.attention else "nin": mix, "norm_attn": _layer_norm(f"{scope}/ln2")}
+            "attn" if attention else "nin": mix, "norm_attn": _layer_norm(f"{scope}/ln2")}
 
 
 def _coupling(scope, cfg, num_blocks, has_context):
@@ -157,16 +161,18 @@ def _step(k, cfg, num_blocks, has_context):
 def _chain(chain, first_step, cfg, num_blocks, has_context, where, odd_last_ok):
     """Recipes of a flowzoo Chain of ScanChain groups and parameter-free bijectors."""
     out, k = [], first_step
-    groups = [b for b in chain.bijectors if isinstance(b, fb.ScanChain)]
-    for b in chain.bijectors:
+    layers = chain.bijectors
+    groups = [b for b in layers if isinstance(b, fb.ScanChain)]
+    for i, b in enumerate(layers):
         if not isinstance(b, fb.ScanChain):
             out.append(())
             continue
-        if b.num_steps % 2 and not (odd_last_ok and b is groups[-1]):
-            raise ValueError(f"{where}: a group of {b.num_steps} steps before the last one. "
-                             f"The official code merges the flipped halves after an odd group "
-                             f"and flowzoo does not, so the two compute different functions; "
-                             f"no official model has one.")
+        swapped_back = i + 1 < len(layers) and isinstance(layers[i + 1], fb.SwapHalves)
+        if swapped_back and not (odd_last_ok and b is groups[-1]):
+            raise ValueError(f"{where}: a group of {b.num_steps} steps before the last one, "
+                             f"whose halves flowzoo swaps back while the official code merges "
+                             f"them flipped: the two compute different functions.  Set "
+                             f"config.model.swap_back_odd=False for the official behaviour.")
         out.append(_stack([_step(k + i, cfg, num_blocks, has_context)
                            for i in range(b.num_steps)]))
         k += b.num_steps
@@ -177,7 +183,18 @@ def _check_convertible(flow):
     cfg = flow.cfg
     coupling_scope(cfg)
     problems = []
-    if cfg.num_heads != OFFICIAL_HEADS and cfg.attention:
+    imagenet = dict(pointwise=True, weight_norm=False, elu_before_output=False,
+                    dequant_context_norm=False, dequant_context_attention=False)
+    problems += [f"{key}={getattr(cfg, key)}" for key, value in imagenet.items()
+                 if getattr(cfg, key) != value]
+    if cfg.dequant_mixer not in (None, cfg.mixer):
+        problems.append(f"dequant_mixer={cfg.dequant_mixer!r}")
+    if problems:
+        raise ValueError("Only the official CIFAR-10 family (flows/run_cifar.py, "
+                         "flows/ablations) is converted; this config has " +
+                         ", ".join(problems) + " (the ImageNet/CelebA launchers' "
+                         "architecture, whose checkpoints use other variable names).")
+    if cfg.num_heads != OFFICIAL_HEADS and cfg.mixer == "attention":
         problems.append(f"num_heads={cfg.num_heads} (official: {OFFICIAL_HEADS})")
     if cfg.alpha != 0.05:
         problems.append(f"alpha={cfg.alpha} (official ImgProc: 0.05)")

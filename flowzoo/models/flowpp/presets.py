@@ -15,10 +15,20 @@ PAPER_IW_SAMPLES = 4096
 
 # The official CIFAR-10 Flow++ model; also the defaults of config.model keys left unset.
 OFFICIAL_MODEL = dict(
-    filters=96, blocks=10, num_components=32, coupling="mixture", attention=True,
-    num_heads=4, dropout=0.2, steps_full=4, steps_channel=2, steps_squeezed=3, alpha=0.05,
+    filters=96, blocks=10, num_components=32, coupling="mixture",
+    mixer="attention",  # or "gated_nin" (the no-attention ablation), "none"
+    num_heads=4, dropout=0.2,
+    # Main-flow groups (flows.py): the latent is 16x16x12 on CIFAR-10.
+    layout="stripe:4,squeeze,channel:2,stripe:3",
+    pointwise=True,  # a 1x1 conv per half in every step (not in the ImageNet models)
+    swap_back_odd=True,  # flowzoo's choice after odd groups; the official code: False
+    weight_norm=False,  # conditioner convolutions (the official ImageNet 32x32 model: True)
+    elu_before_output=False,  # concat_elu before each conditioner's last conv (ImageNet)
+    alpha=0.05,
     dequantization="variational", dequant_filters=96, dequant_blocks=2, dequant_steps=4,
+    dequant_mixer=None,  # None: the main flow's mixer
     dequant_context_filters=32, dequant_context_blocks=3,
+    dequant_context_norm=False, dequant_context_attention=False,  # True in ImageNet models
     iw_samples=16,  # the paper: PAPER_IW_SAMPLES, in a final --mode=eval
     iw_chunk=1,  # samples per lax.map step: memory of one eval batch
     sample_temperature=1.0,
@@ -36,12 +46,34 @@ OFFICIAL_MODEL = dict(
     scan_blocks=True, remat=True, scan_steps=True, attention_loop="auto")
 
 
+# The official ImageNet models (flows_imagenet/launchers/*_official.py), as overrides of
+# OFFICIAL_MODEL; experiments/configs/flowpp_imagenet*.py say what each key reproduces.
+IMAGENET32_MODEL = dict(
+    filters=128, blocks=20, num_components=32, mixer="attention", num_heads=4, dropout=0.0,
+    layout="stripe:4,stripe:3,squeeze,channel:3,stripe:3", pointwise=False,
+    swap_back_odd=False, weight_norm=True, elu_before_output=True,
+    dequant_filters=128, dequant_blocks=8, dequant_steps=8, dequant_context_filters=32,
+    dequant_context_blocks=8, dequant_context_norm=True, dequant_context_attention=True)
+IMAGENET64_MODEL = dict(
+    filters=96, blocks=16, num_components=4, mixer="attention", num_heads=4, dropout=0.0,
+    layout="squeeze,stripe:4,squeeze,channel:2,stripe:2,squeeze,channel:2,stripe:2",
+    pointwise=False, swap_back_odd=False, weight_norm=False, elu_before_output=True,
+    dequant_filters=96, dequant_blocks=5, dequant_steps=4, dequant_mixer="none",
+    dequant_context_filters=32, dequant_context_blocks=5, dequant_context_norm=True,
+    dequant_context_attention=False)
+
+# flows_celeba/launchers/celeba128_5bit_official.py: the ImageNet 64x64 model with one more
+# squeeze in front (128x128x3 -> 32x32x48 before the first steps) and 12 blocks.
+CELEBA128_MODEL = dict(IMAGENET64_MODEL, blocks=12, layout="squeeze," + IMAGENET64_MODEL["layout"])
+
+
 def flowpp_model(c):
     """Fills ``c.model`` with the official CIFAR-10 Flow++ settings."""
     c.model.name = "flowpp"
     for key, value in OFFICIAL_MODEL.items():
         c.model[key] = value
     c.model.init_from_official = config_dict.placeholder(str)
+    c.model.dequant_mixer = config_dict.placeholder(str)
 
 
 def flowpp_training(c):
@@ -66,9 +98,7 @@ def smoke(c):
     m.blocks = 1
     m.num_components = 4
     m.num_heads = 2
-    m.steps_full = 1
-    m.steps_channel = 1
-    m.steps_squeezed = 1
+    m.layout = "stripe:1,squeeze,channel:1,stripe:1"
     m.dequant_filters = 8
     m.dequant_blocks = 1
     m.dequant_steps = 2
@@ -100,9 +130,7 @@ def cpu(c):
     m.num_components = 8
     m.num_heads = 4
     m.dropout = 0.0
-    m.steps_full = 2
-    m.steps_channel = 2
-    m.steps_squeezed = 2
+    m.layout = "stripe:2,squeeze,channel:2,stripe:2"
     m.dequant_filters = 32
     m.dequant_blocks = 1
     m.dequant_steps = 2
