@@ -6,12 +6,15 @@ Objective (nats per example, then bits/dim):
     log p(x) >= log N(z) + log|det dz/dy| - log q(u | x),   z = main_flow(y)
 
 where the main flow starts with ImageToLogit, so its log-det is part of the bound.  The
-importance-weighted bound uses K dequantization samples: log mean_k exp(w_k).
+importance-weighted bound uses K dequantization samples: log mean_k exp(w_k).  The training
+loss's value is the batch's mean bits/dim; its gradient is that of ``cfg.loss_scale``
+("nats": the official mean negative log-likelihood in nats; see ``training_loss``).
 
 Parameters: ``{'main': ..., 'dequant': {'context': ..., 'noise': ...}}`` (``dequant`` is
 absent with uniform dequantization).  Randomness: dequantization noise comes from
 ``example_keys`` (per example, independent of how the batch is sharded); dropout from the
-step key.  ``init`` is a pure function of (key, batch).
+step key.  ``init`` is a pure function of (key, batch): the data-dependent init (with the
+training dropout, as official), or the official checkpoint ``cfg.init_from_official``.
 """
 
 from __future__ import annotations

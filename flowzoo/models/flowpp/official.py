@@ -13,8 +13,9 @@ supported: every flowzoo parameter comes from exactly one official variable (or 
 them), every official model variable is used once, and a missing or unexpected variable is an
 error naming it.  Optimizer slots (``.../Adam``, ``.../Adam_1``, ``beta1_power``,
 ``beta2_power``) and the copy not asked for (raw weights or EMA shadows) are recognised and
-skipped.  The ImageNet and CelebA launchers use another architecture (weight-normalised
-convolutions, no 1x1 convolution) and are not converted.
+skipped.  The ImageNet and CelebA launchers (flowzoo builds their architectures exactly:
+``experiments/configs/flowpp_imagenet*.py``, ``flowpp_celeba*.py``) name their variables
+differently and are not converted; such a config is refused with a message.
 
 Layout differences, all handled here rather than in the model's math:
 
