@@ -17,7 +17,8 @@ that costs 4,096 forward passes per image, so the periodic evaluations during tr
         --workdir W --mode=eval
 
 An official checkpoint of the authors' TensorFlow code (prefix P, without ``.index``) is
-evaluated and sampled the same way after loading it into a workdir with zero training steps:
+evaluated and sampled the same way by loading it into a new workdir with zero training steps
+(its EMA weights; ``--config.model.official_ema=False`` for the raw ones):
 
     python experiments/main.py --config experiments/configs/flowpp_cifar10.py:paper_eval \
         --workdir W --config.model.init_from_official=P --config.train.num_steps=0

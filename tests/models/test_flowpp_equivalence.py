@@ -5,6 +5,8 @@ official checkpoint gives the official per-example log-likelihood terms, latents
 context, each layer gives the official layer's output from the official layer's input
 (``trace.npz``), and the inverse is at least as close to ``x + u`` as the official bisection.
 All in float32, as the official code ran; "relative" for a tensor is relative to its RMS.
+Of the 121 traced tensors, 110 agree to 1e-4; in the other 11 (coupling outputs and
+log-dets) the official float32 value is the one off a float64 evaluation (``_agrees``).
 """
 
 from __future__ import annotations
@@ -86,19 +88,33 @@ def _as64(tree):
     return jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), tree)
 
 
+# Where the official float32 code itself loses precision (``logit(exp(log F))`` near F = 1 in
+# the couplings), a value may differ from it by more than RTOL if flowzoo is the closer of the
+# two to the same layer evaluated in float64.  That float64 reference uses flowzoo's math, so
+# the exception is bounded to what float32 rounding can do: a few elements of a tensor (the
+# fixture has at most 2 of 6144 per coupling; a wrong weight layout moves ~97%), and 1e-2
+# nats on a per-example log-det (the official coupling log-dets are up to 4.4e-3 nats off
+# float64 in the fixture, flowzoo's within 2.6e-5; the layer's outputs are checked tightly).
+MAX_FRACTION = 1e-3
+LOG_DET_NATS = 1e-2
+
+
 def _agrees(ours, official_value, exact, what):
-    """Within RTOL (relative per example, or to the tensor's RMS) of the official value, or
-    closer than the official float32 value to ``exact`` (the same layer in float64): the
-    official float32 code loses precision where flowzoo's log-space forms do not (e.g.
-    ``logit(exp(log F))`` near F = 1), so "or better" is measured against float64."""
+    """Within RTOL of the official value (relative per example, or to the tensor's RMS), or
+    else closer than the official float32 value to ``exact`` (this layer in float64), within
+    the bounds above."""
     ours, theirs, exact = (np.asarray(a, np.float64) for a in (ours, official_value, exact))
     assert ours.shape == theirs.shape == exact.shape, what
-    scale = np.abs(theirs) if theirs.ndim <= 1 else np.sqrt(np.mean(theirs ** 2))
-    within = np.abs(ours - theirs) <= RTOL * scale
+    per_example = theirs.ndim <= 1
+    scale = np.abs(theirs) if per_example else np.sqrt(np.mean(theirs ** 2))
+    difference = np.abs(ours - theirs)
+    within = difference <= RTOL * scale
     better = np.abs(ours - exact) <= np.abs(theirs - exact)
-    assert np.all(within | better), (what, np.max(np.abs(ours - theirs) / scale))
-    assert np.max(np.abs(ours - exact)) <= max(RTOL * np.max(scale),
-                                               np.max(np.abs(theirs - exact))), what
+    if per_example:
+        better &= difference <= LOG_DET_NATS
+    else:
+        assert np.mean(~within) <= MAX_FRACTION, (what, np.mean(~within))
+    assert np.all(within | better), (what, np.max(difference / scale))
 
 
 def _check_layer(bijector, params, x, trace, layer, split, context):
