@@ -92,6 +92,14 @@ DATASETS: dict[str, DatasetInfo] = {
     "imagenet64": DatasetInfo(
         (64, 64, 3), 256, ("train", "validation"), ("tfds",), "downsampled_imagenet/64x64",
         note="the validation split is the usual test set; train needs ~16 GB of memory."),
+    # The CelebA-HQ arrays of the official Flow++ code (flows_celeba/README.md): already
+    # reduced to 5 or 3 bits, one array each, no held-out split.
+    "celeba64_5bit": DatasetInfo((64, 64, 3), 32, ("train",), ("files",),
+                                 note="celeba_full_64x64_5bit.npy (Flow++'s CelebA-HQ)."),
+    "celeba64_3bit": DatasetInfo((64, 64, 3), 8, ("train",), ("files",),
+                                 note="celeba_full_64x64_3bit.npy (Flow++'s CelebA-HQ)."),
+    "celeba128_5bit": DatasetInfo((128, 128, 3), 32, ("train",), ("files",),
+                                  note="celeba_128pixels_5bit_full.npy (Flow++'s CelebA-HQ)."),
 }
 
 

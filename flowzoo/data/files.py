@@ -23,12 +23,19 @@ from flowzoo.data.dataset import DataNotFoundError, ImageDataset, info
 ENV_VAR = "FLOWZOO_DATA_DIR"
 
 FOLDERS = {"mnist": "mnist", "binarized_mnist": "binarized_mnist",
-           "caltech101_silhouettes": "caltech101_silhouettes", "omniglot": "omniglot"}
+           "caltech101_silhouettes": "caltech101_silhouettes", "omniglot": "omniglot",
+           "celeba64_5bit": "celeba", "celeba64_3bit": "celeba", "celeba128_5bit": "celeba"}
 
 _MNIST = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
 _AMAT = {"train": "train", "validation": "valid", "test": "test"}
 _CALTECH = "caltech101_silhouettes_28_split1.mat"
 _OMNIGLOT = "chardata.mat"
+# Flow++'s CelebA-HQ arrays (flows_celeba/README.md gives the 64x64 ones' URLs).
+_CELEBA = {"celeba64_5bit": "celeba_full_64x64_5bit.npy",
+           "celeba64_3bit": "celeba_full_64x64_3bit.npy",
+           "celeba128_5bit": "celeba_128pixels_5bit_full.npy"}
+_CELEBA_URLS = {"celeba64_5bit": "https://www.dropbox.com/s/vn5hqd7hflxhvrp/",
+                "celeba64_3bit": "https://www.dropbox.com/s/q4lw5or2hb31ve5/"}
 
 MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"  # the copy TFDS uses
 BINARIZED_MNIST_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
@@ -47,6 +54,8 @@ def file_names(name: str, split: str) -> list[str]:
         return [_CALTECH]
     if name == "omniglot":
         return [_OMNIGLOT]
+    if name in _CELEBA:
+        return [_CELEBA[name]]
     raise ValueError(f"Dataset {name!r} has no local-file loader; use source='tfds'.")
 
 
@@ -56,6 +65,8 @@ def download_urls(name: str) -> list[str]:
         return [MNIST_URL + f + ".gz" for f in _MNIST.values()]
     if name == "binarized_mnist":
         return [f"{BINARIZED_MNIST_URL}binarized_mnist_{s}.amat" for s in _AMAT.values()]
+    if name in _CELEBA_URLS:
+        return [_CELEBA_URLS[name] + _CELEBA[name] + "?dl=1"]
     return {"caltech101_silhouettes": [CALTECH_URL], "omniglot": [OMNIGLOT_URL]}.get(name, [])
 
 
@@ -102,6 +113,8 @@ def _parse(name, path, size, mtime_ns):
         return formats.read_amat(path).reshape(-1, 28, 28, 1)
     if name == "caltech101_silhouettes":
         return formats.read_caltech101_silhouettes(path)
+    if name in _CELEBA:
+        return formats.read_npy_images(path)
     return formats.read_omniglot_chardata(path)
 
 

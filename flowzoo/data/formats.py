@@ -154,3 +154,15 @@ def read_omniglot_chardata(path: str | os.PathLike) -> dict[str, np.ndarray]:
                              f"[{x.min()}, {x.max()}].")
         out[split] = np.rint(_columns_to_images(path, key, x, False) * 255).astype(np.uint8)
     return out
+
+
+def read_npy_images(path: str | os.PathLike) -> np.ndarray:
+    """A NumPy ``.npy`` array of uint8 images (N, H, W, C), e.g. Flow++'s CelebA-HQ files."""
+    try:
+        images = np.load(os.fspath(path), allow_pickle=False)
+    except ValueError as e:
+        raise ValueError(f"{path}: not a NumPy .npy array ({e}).") from e
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise ValueError(f"{path}: expected uint8 images (N, H, W, C), got {images.dtype} "
+                         f"{images.shape}.")
+    return images

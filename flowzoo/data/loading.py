@@ -62,8 +62,9 @@ def _auto_source(name: str, split: str, data_dir) -> str:
     sources = info(name).sources
     if "embedded" in sources:
         return "embedded"
-    if "files" in sources and files.find(name, split, files.resolve_data_dir(data_dir)):
-        return "files"
+    if "files" in sources and (files.find(name, split, files.resolve_data_dir(data_dir))
+                               or "tfds" not in sources):
+        return "files"  # files-only datasets report the missing files themselves
     return "tfds"
 
 

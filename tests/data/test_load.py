@@ -151,7 +151,8 @@ def test_non_binary_caltech_is_refused(tmp_path, data_dir):
 
 def test_datasets_registry():
     assert set(data.DATASETS) == {"digits", "mnist", "binarized_mnist", "caltech101_silhouettes",
-                                  "omniglot", "cifar10", "imagenet32", "imagenet64"}
+                                  "omniglot", "cifar10", "imagenet32", "imagenet64",
+                                  "celeba64_5bit", "celeba64_3bit", "celeba128_5bit"}
     for name, spec in data.DATASETS.items():
         assert len(spec.shape) == 3 and 2 <= spec.num_levels <= 256, name
         assert set(spec.splits) <= {"train", "validation", "test"}, name
@@ -164,3 +165,20 @@ def test_image_dataset_validates():
         data.ImageDataset("x", "train", np.zeros((2, 3, 3, 1), np.float32), 256)
     with pytest.raises(ValueError, match="num_levels"):
         data.ImageDataset("x", "train", np.zeros((2, 3, 3, 1), np.uint8), 1)
+
+
+def test_flowpp_celeba_arrays_load_from_their_npy_files(tmp_path):
+    """The official Flow++ CelebA-HQ files are bit-reduced uint8 .npy arrays (here a small
+    generated one in their layout); a missing file names where to get it."""
+    folder = tmp_path / "celeba"
+    folder.mkdir()
+    images = np.random.default_rng(0).integers(0, 8, (5, 64, 64, 3), dtype=np.uint8)
+    np.save(folder / "celeba_full_64x64_3bit.npy", images)
+    ds = data.load("celeba64_3bit", "train", data_dir=tmp_path)
+    assert ds.num_levels == 8 and ds.images.shape == (5, 64, 64, 3)
+    np.testing.assert_array_equal(ds.images, images)
+    np.save(folder / "celeba_full_64x64_5bit.npy", images.astype(np.float32))
+    with pytest.raises(ValueError, match="expected uint8 images"):
+        data.load("celeba64_5bit", "train", data_dir=tmp_path)
+    with pytest.raises(data.DataNotFoundError, match="dropbox.com/s/q4lw5or2hb31ve5"):
+        data.load("celeba64_3bit", "train", data_dir=tmp_path / "elsewhere")

@@ -6,12 +6,15 @@ Objective (nats per example, then bits/dim):
     log p(x) >= log N(z) + log|det dz/dy| - log q(u | x),   z = main_flow(y)
 
 where the main flow starts with ImageToLogit, so its log-det is part of the bound.  The
-importance-weighted bound uses K dequantization samples: log mean_k exp(w_k).
+importance-weighted bound uses K dequantization samples: log mean_k exp(w_k).  The training
+loss's value is the batch's mean bits/dim; its gradient is that of ``cfg.loss_scale``
+("nats": the official mean negative log-likelihood in nats; see ``training_loss``).
 
 Parameters: ``{'main': ..., 'dequant': {'context': ..., 'noise': ...}}`` (``dequant`` is
 absent with uniform dequantization).  Randomness: dequantization noise comes from
 ``example_keys`` (per example, independent of how the batch is sharded); dropout from the
-step key.  ``init`` is a pure function of (key, batch).
+step key.  ``init`` is a pure function of (key, batch): the data-dependent init (with the
+training dropout, as official), or the official checkpoint ``cfg.init_from_official``.
 """
 
 from __future__ import annotations
@@ -23,11 +26,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from flowzoo.models.flowpp import flows, presets
+from flowzoo import _compensated
+from flowzoo.models.flowpp import flows, nets, official, presets
 from flowzoo.models.flowpp.attention import check_loop
 from flowzoo.training.model import Model, example_keys
 
 _DEFAULTS = presets.OFFICIAL_MODEL
+# What the optimizer differentiates (module docstring); the loss value is bits/dim either way.
+LOSS_SCALES = ("nats", "bits_per_dim")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,22 +44,30 @@ class _Cfg:
     blocks: int
     num_components: int
     coupling: str
-    attention: bool
+    mixer: str
     num_heads: int
     dropout: float
-    steps_full: int
-    steps_channel: int
-    steps_squeezed: int
+    layout: str
+    pointwise: bool
+    swap_back_odd: bool
+    weight_norm: bool
+    elu_before_output: bool
     alpha: float
     dequantization: str
     dequant_filters: int
     dequant_blocks: int
     dequant_steps: int
+    dequant_mixer: str | None
     dequant_context_filters: int
     dequant_context_blocks: int
+    dequant_context_norm: bool
+    dequant_context_attention: bool
     iw_samples: int
     iw_chunk: int
     sample_temperature: float
+    loss_scale: str
+    init_from_official: str | None
+    official_ema: bool
     scan_blocks: bool
     scan_steps: bool
     remat: bool
@@ -71,6 +85,14 @@ def _resolve(model_config) -> _Cfg:
         raise ValueError(f"config.model.dequantization must be 'variational' or 'uniform', "
                          f"got {cfg.dequantization!r}.")
     check_loop(cfg.attention_loop)
+    for key in ("mixer", "dequant_mixer"):
+        value = getattr(cfg, key)
+        if value not in nets.MIXERS and not (key == "dequant_mixer" and value is None):
+            raise ValueError(f"config.model.{key} must be one of {nets.MIXERS}, got {value!r}.")
+    flows.parse_layout(cfg.layout)
+    if cfg.loss_scale not in LOSS_SCALES:
+        raise ValueError(f"config.model.loss_scale must be one of {LOSS_SCALES}, "
+                         f"got {cfg.loss_scale!r}.")
     if cfg.iw_samples < 1 or cfg.iw_chunk < 1:
         raise ValueError("config.model.iw_samples and iw_chunk must be >= 1.")
     return cfg
@@ -88,7 +110,7 @@ class FlowPP:
 
     @property
     def latent_shape(self):
-        return flows.latent_shape(self.image_shape)
+        return flows.latent_shape(self.image_shape, self.cfg.layout)
 
     @property
     def num_dims(self) -> int:
@@ -148,22 +170,66 @@ def _init_key(key):
 INIT_KEY_IMPL = "rbg"
 
 
-def init(flow: FlowPP, key, batch):
-    """Data-dependent init: a pure function of (key, batch)."""
+def fresh_init(flow: FlowPP, key, batch):
+    """Data-dependent init: a pure function of (key, batch).  The init pass runs with the
+    training dropout (``cfg.dropout``), as the official code's does."""
     x = _images(batch)
     k_noise, k_dequant, k_main = jax.random.split(key, 3)
     k_dequant, k_main = _init_key(k_dequant), _init_key(k_main)
+    dropout_key = _dropout_key(flow, jax.random.fold_in(key, 3))
     noise = _noise(flow, example_keys(k_noise, batch["index"]))
     params = {}
     if flow.dequantizer is not None:
-        params["dequant"] = flow.dequantizer.init(k_dequant, x, noise)
-    u, _ = _dequantize(flow, params, x, noise)
-    params["main"] = flow.main.init(k_main, x + u)
+        params["dequant"] = flow.dequantizer.init(k_dequant, x, noise, dropout_key)
+    u, _ = _dequantize(flow, params, x, noise, dropout_key)
+    params["main"] = flow.main.init(k_main, x + u, dropout_key=dropout_key)
     return params
+
+
+def init(flow: FlowPP, key, batch):
+    """``fresh_init``, or the official checkpoint ``cfg.init_from_official`` converted
+    (``official.py``; checked when the init is traced, read when it runs)."""
+    cfg = flow.cfg
+    if cfg.init_from_official is None:
+        return fresh_init(flow, key, batch)
+    template = jax.eval_shape(lambda k, b: fresh_init(flow, k, b), key, batch)
+    return official.params_in_program(flow, cfg.init_from_official, cfg.official_ema, template)
+
+
+def _dropout_key(flow: FlowPP, key):
+    return key if flow.cfg.dropout > 0 else None
 
 
 def _bits(flow: FlowPP, log_weight):
     return -log_weight / (flow.num_dims * math.log(2.0))
+
+
+def training_loss(flow: FlowPP, log_weight):
+    """The batch's mean bits/dim as a value, differentiated on ``cfg.loss_scale``.
+
+    "nats" (the official code's loss): the gradient is that of the mean negative
+    log-likelihood in nats, so gradient clipping and Adam's epsilon act on the official
+    scale (a bits/dim gradient is ``D ln 2`` = 2,129 times smaller on CIFAR-10).  The value
+    stays exactly bits/dim, so that logs and learning curves read in bits/dim.
+    "bits_per_dim": value and gradient of the mean bits/dim."""
+    bpd = jnp.mean(_bits(flow, log_weight))
+    if flow.cfg.loss_scale == "bits_per_dim":
+        return bpd
+    nats = -jnp.mean(log_weight)
+    return jax.lax.stop_gradient(bpd) + (nats - jax.lax.stop_gradient(nats))
+
+
+def log_mean_exp(weights):
+    """log mean_k exp(w_k) over axis 0 as accurately as the official float64 NumPy: in
+    float64 when x64 is on, else around the max with a compensated sum
+    (``flowzoo._compensated``) and one rounding to the weights' dtype."""
+    num = weights.shape[0]
+    if jax.config.jax_enable_x64:
+        wide = weights.astype(jnp.float64)
+        return (jax.nn.logsumexp(wide, axis=0) - math.log(num)).astype(weights.dtype)
+    shift = jax.lax.stop_gradient(jnp.max(weights, axis=0))
+    total = _compensated.accurate_sum(jnp.exp(weights - shift), axis=0)
+    return shift + (jnp.log(total) - math.log(num))
 
 
 def iw_log_likelihood(flow: FlowPP, params, batch, key, num_samples, chunk):
@@ -180,11 +246,10 @@ def iw_log_likelihood(flow: FlowPP, params, batch, key, num_samples, chunk):
         keys = jax.vmap(lambda i: jax.vmap(lambda k: jax.random.fold_in(k, i))(base))(ids)
         noise = _noise(flow, keys.reshape((chunk * b,) + keys.shape[2:]))
         xs = jnp.broadcast_to(x, (chunk,) + x.shape).reshape((chunk * b,) + x.shape[1:])
-        w = _log_weight(flow, params, xs, noise).reshape(chunk, b)
-        return jnp.where((ids < num_samples)[:, None], w, -jnp.inf)
+        return _log_weight(flow, params, xs, noise).reshape(chunk, b)
 
     weights = jax.lax.map(one_chunk, jnp.arange(num_chunks)).reshape(-1, b)
-    return jax.nn.logsumexp(weights, axis=0) - math.log(num_samples)
+    return log_mean_exp(weights[:num_samples])  # the last chunk may run past num_samples
 
 
 def encode(flow: FlowPP, params, images, key=None, index=None):
@@ -238,14 +303,16 @@ def round_trip_errors(flow: FlowPP, params, batch, key):
 def build(model_config, image_shape, num_levels) -> Model:
     flow = make_flow(model_config, image_shape, num_levels)
     cfg = flow.cfg
+    if cfg.init_from_official is not None:  # a bad path fails now, not after compiling
+        official.read_variable_shapes(cfg.init_from_official)
 
     def loss(params, batch, key):
         noise_key, dropout_key = jax.random.split(key)
         noise = _noise(flow, example_keys(noise_key, batch["index"]))
-        dropout_key = dropout_key if cfg.dropout > 0 else None
-        bpd = jnp.mean(_bits(flow, _log_weight(flow, params, _images(batch), noise,
-                                               dropout_key)))
-        return bpd, {"bits_per_dim": bpd}
+        log_weight = _log_weight(flow, params, _images(batch), noise,
+                                 _dropout_key(flow, dropout_key))
+        bpd = jnp.mean(_bits(flow, log_weight))
+        return training_loss(flow, log_weight), {"bits_per_dim": bpd}
 
     def evaluate(params, batch, key):
         k_single, k_iw = jax.random.split(key)

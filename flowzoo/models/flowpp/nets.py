@@ -3,8 +3,8 @@
 Pieces:
   * :class:`DDConv`: a convolution with plain weights (no weight norm) initialised as in
     Flow++: ``V ~ N(0, 0.05)``, then a data-dependent rescaling on the init batch,
-    ``W = V * s``, ``b = -mean * s``, ``s = init_scale / sqrt(var + 1e-10)``, where mean and
-    var are the per-channel moments of ``conv(x, V)``.  The bias is computed for the very
+    ``W = V * s``, ``b = -mean * s``, ``s = init_scale / sqrt(var + 1e-8)`` (the official
+    epsilon), where mean and var are the per-channel moments of ``conv(x, V)``.  The bias is computed for the very
     weight that is stored (one draw of V per layer).
   * :class:`GatedConv`: ``h = conv3x3(concat_elu(x)) [+ conv1x1(concat_elu(context))]``,
     ``h = conv_k(dropout(concat_elu(h)))`` to 2F channels (init scale 0.1),
@@ -12,8 +12,9 @@ Pieces:
     dequantizer's context network (this is what reproduces the official parameter counts).
   * :class:`GatedAttention`: 4-head self-attention over all positions (no mask) of
     ``x + pos_emb``, dropout on its output, then a gated residual through a 1x1 conv.
-  * :class:`GatedPointwise`: the no-attention ablation, a pointwise network of about the
-    same size with the same gated residual.
+  * :class:`GatedNIN`: the official no-attention ablation (``gated_nin``): ``x + pos_emb``,
+    1x1 conv to 3F, max over each channel's three outputs, dropout, 1x1 conv to 2F, gated
+    residual; the same parameter count as attention.
   * :class:`GatedBlock`: gated conv -> LayerNorm -> attention -> LayerNorm.
   * :class:`CouplingNet`: the coupling conditioner (3x3 conv -> ``blocks`` GatedBlocks,
     optionally scanned and rematerialised -> 3x3 conv with init scale 0.1).
@@ -25,6 +26,7 @@ in a static index and every block its number, so no two dropout sites share a ma
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -36,6 +38,7 @@ from jax.ad_checkpoint import checkpoint_name
 from flowzoo.models.flowpp.attention import ATTENTION_OUTPUT, self_attention
 
 _INIT_STD = 0.05
+_INIT_EPS = 1e-8  # the official conv2d / dense data-dependent init: rsqrt(var + 1e-8)
 
 
 def concat_elu(x):
@@ -153,26 +156,39 @@ def _gate(h):
     return a * jax.nn.sigmoid(b)
 
 
+def _unit(v):
+    """``v`` scaled to unit norm over all axes but the output axis (weight norm); the
+    epsilon is ``tf.nn.l2_normalize``'s."""
+    squares = jnp.sum(jnp.square(v), axis=tuple(range(v.ndim - 1)))
+    return v * jax.lax.rsqrt(jnp.maximum(squares, 1e-12))
+
+
 class DDConv(nn.Module):
     """Convolution (``kernel_size`` 1 is a per-position dense layer) with Flow++'s
-    data-dependent init.  Parameters: ``kernel`` (k, k, C_in, features), ``bias``."""
+    data-dependent init.  Parameters: ``kernel`` (k, k, C_in, features), ``bias``, and with
+    ``weight_norm`` (the official ImageNet models) ``scale`` (features,): the weight is then
+    ``scale * kernel / |kernel|`` and the init sets ``scale``, not ``kernel``."""
 
     features: int
     kernel_size: int = 3
     init_scale: float = 1.0
+    weight_norm: bool = False
 
     @nn.compact
     def __call__(self, x):
         k = self.kernel_size
         shape = (k, k, x.shape[-1], self.features)
-        kernel0 = bias0 = None
+        kernel0 = bias0 = scale0 = None
         if self.is_initializing():
             v = _INIT_STD * jax.random.normal(self.make_rng("params"), shape, x.dtype)
-            y = _conv(x, v)
+            y = _conv(x, _unit(v) if self.weight_norm else v)
             axes = tuple(range(y.ndim - 1))
-            scale = self.init_scale / jnp.sqrt(jnp.var(y, axis=axes) + 1e-10)
-            kernel0, bias0 = v * scale, -jnp.mean(y, axis=axes) * scale
+            scale0 = self.init_scale / jnp.sqrt(jnp.var(y, axis=axes) + _INIT_EPS)
+            kernel0 = v if self.weight_norm else v * scale0
+            bias0 = -jnp.mean(y, axis=axes) * scale0
         kernel = self.param("kernel", lambda _: kernel0)
+        if self.weight_norm:
+            kernel = self.param("scale", lambda _: scale0) * _unit(kernel)
         bias = self.param("bias", lambda _: bias0)
         return _conv(x, kernel.astype(x.dtype)) + bias.astype(x.dtype)
 
@@ -181,17 +197,19 @@ class GatedConv(nn.Module):
     features: int
     second_kernel_size: int = 1
     dropout_rate: float = 0.0
+    weight_norm: bool = False
 
     @nn.compact
     def __call__(self, x, context=None, keep=None):
         """``keep``: None, or the dropout keep-mask of shape (..., 2 * features)."""
-        h = DDConv(self.features, 3, name="conv_in")(concat_elu(x))
+        conv = functools.partial(DDConv, weight_norm=self.weight_norm)
+        h = conv(self.features, 3, name="conv_in")(concat_elu(x))
         if context is not None:
-            h = h + DDConv(self.features, 1, name="context_proj")(concat_elu(context))
+            h = h + conv(self.features, 1, name="context_proj")(concat_elu(context))
         h = checkpoint_name(h, GATED_CONV_HIDDEN)
         h = dropout(concat_elu(h), self.dropout_rate, keep)
-        h = DDConv(2 * self.features, self.second_kernel_size, init_scale=0.1,
-                   name="conv_out")(h)
+        h = conv(2 * self.features, self.second_kernel_size, init_scale=0.1,
+                 name="conv_out")(h)
         return x + _gate(h)
 
 
@@ -201,6 +219,7 @@ class GatedAttention(nn.Module):
     num_heads: int = 4
     dropout_rate: float = 0.0
     loop: str = "auto"
+    weight_norm: bool = False
 
     @nn.compact
     def __call__(self, x, pos_emb, keep=None):
@@ -209,58 +228,72 @@ class GatedAttention(nn.Module):
             raise ValueError(f"GatedAttention: {f} filters are not divisible by "
                              f"{self.num_heads} heads.")
         d = f // self.num_heads
-        qkv = DDConv(3 * f, 1, name="qkv")(x + pos_emb.astype(x.dtype))
+        conv = functools.partial(DDConv, weight_norm=self.weight_norm)
+        qkv = conv(3 * f, 1, name="qkv")(x + pos_emb.astype(x.dtype))
         qkv = qkv.reshape(tuple(lead) + (h * w, 3, self.num_heads, d))
         q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
         out = self_attention(q, k, v, self.loop).reshape(x.shape)
         out = dropout(out, self.dropout_rate, keep)
-        return x + _gate(DDConv(2 * f, 1, init_scale=0.1, name="gate")(out))
+        return x + _gate(conv(2 * f, 1, init_scale=0.1, name="gate")(out))
 
 
-class GatedPointwise(nn.Module):
-    """Attention replaced by a per-position network: 1x1 conv to 2F, ELU, dropout,
-    1x1 conv to 2F (init scale 0.1), gated residual."""
+class GatedNIN(nn.Module):
+    """The official no-attention ablation (``gated_nin``): ``c = x + pos_emb``, a 1x1 conv
+    to 3F read as (F, 3) per position, the max over those three, dropout, a 1x1 conv to 2F
+    (init scale 0.1) and the gated residual.  Its 1x1 convs have the shapes of the
+    attention's, hence the same parameter count."""
 
     dropout_rate: float = 0.0
+    weight_norm: bool = False
 
     @nn.compact
-    def __call__(self, x, keep=None):
+    def __call__(self, x, pos_emb, keep=None):
         f = x.shape[-1]
-        h = jax.nn.elu(DDConv(2 * f, 1, name="hidden")(x))
+        conv = functools.partial(DDConv, weight_norm=self.weight_norm)
+        h = conv(3 * f, 1, name="proj")(x + pos_emb.astype(x.dtype))
+        h = jnp.max(h.reshape(h.shape[:-1] + (f, 3)), axis=-1)
         h = dropout(h, self.dropout_rate, keep)
-        return x + _gate(DDConv(2 * f, 1, init_scale=0.1, name="gate")(h))
+        return x + _gate(conv(2 * f, 1, init_scale=0.1, name="gate")(h))
 
 
-def block_mask_widths(filters, attention):
-    """Channels of one block's dropout masks: (gated conv, attention or pointwise)."""
-    return (2 * filters, filters if attention else 2 * filters)
+MIXERS = ("attention", "gated_nin", "none")
+
+
+def block_mask_widths(filters, mixer):
+    """Channels of one block's dropout masks: (gated conv[, attention or gated NIN])."""
+    return (2 * filters,) if mixer == "none" else (2 * filters, filters)
 
 
 class GatedBlock(nn.Module):
-    """One conditioner block: gated conv -> LayerNorm -> attention (or pointwise) ->
-    LayerNorm.  ``block`` (an int, or a traced int under ``scan``) is folded into the
-    dropout key; one mask draw (widths ``block_mask_widths``) serves both dropout sites."""
+    """One conditioner block: gated conv -> LayerNorm [-> mixer -> LayerNorm], the mixer
+    being ``"attention"``, ``"gated_nin"`` (the official no-attention ablation) or
+    ``"none"`` (the official ImageNet dequantizer's couplings).  ``block`` (an int, or a
+    traced int under ``scan``) is folded into the dropout key; one mask draw (widths
+    ``block_mask_widths``) serves every dropout site of the block."""
 
     filters: int
-    attention: bool = True
+    mixer: str = "attention"
     num_heads: int = 4
     dropout_rate: float = 0.0
     attention_loop: str = "auto"
+    weight_norm: bool = False
 
     @nn.compact
     def __call__(self, h, pos_emb, context, dropout_key, block):
-        widths = block_mask_widths(self.filters, self.attention)
+        widths = block_mask_widths(self.filters, self.mixer)
         keep = keep_masks(_fold(dropout_key, block), self.dropout_rate,
                           h.shape[:-1] + (sum(widths),))
-        keep_conv, keep_mix = _split_mask(keep, widths)
-        h = GatedConv(self.filters, 1, self.dropout_rate, name="conv")(h, context, keep_conv)
+        keep_conv, *keep_mix = _split_mask(keep, widths)
+        h = GatedConv(self.filters, 1, self.dropout_rate, self.weight_norm, name="conv")(
+            h, context, keep_conv)
         h = nn.LayerNorm(epsilon=1e-5, name="norm_conv")(h)
-        if self.attention:
+        if self.mixer == "none":
+            return h
+        if self.mixer == "attention":
             h = GatedAttention(self.num_heads, self.dropout_rate, self.attention_loop,
-                               name="attn")(
-                h, pos_emb, keep_mix)
+                               self.weight_norm, name="attn")(h, pos_emb, *keep_mix)
         else:
-            h = GatedPointwise(self.dropout_rate, name="pointwise")(h, keep_mix)
+            h = GatedNIN(self.dropout_rate, self.weight_norm, name="nin")(h, pos_emb, *keep_mix)
         return nn.LayerNorm(epsilon=1e-5, name="norm_attn")(h)
 
 
@@ -285,25 +318,28 @@ class CouplingNet(nn.Module):
     out_features: int
     filters: int = 96
     blocks: int = 10
-    attention: bool = True
+    mixer: str = "attention"
     num_heads: int = 4
     dropout_rate: float = 0.0
     index: int = 0
     scan_blocks: bool = False
     remat: bool = False
     attention_loop: str = "auto"
+    weight_norm: bool = False
+    elu_before_output: bool = False
 
     @nn.compact
     def __call__(self, x, context=None, dropout_key=None):
         key = _fold(dropout_key, self.index)
-        h = DDConv(self.filters, 3, name="proj_in")(x)
-        pos_emb = None
-        if self.attention:
-            pos_emb = self.param("pos_emb", nn.initializers.normal(0.01),
-                                 x.shape[-3:-1] + (self.filters,), jnp.float32)
-        block_args = dict(filters=self.filters, attention=self.attention,
+        conv = functools.partial(DDConv, weight_norm=self.weight_norm)
+        h = conv(self.filters, 3, name="proj_in")(x)
+        # Every official coupling has one, even those whose blocks have no mixer to use it
+        # (ImageNet's dequantizer): kept for the official parameter count and layout.
+        pos_emb = self.param("pos_emb", nn.initializers.normal(0.01),
+                             x.shape[-3:-1] + (self.filters,), jnp.float32)
+        block_args = dict(filters=self.filters, mixer=self.mixer,
                           num_heads=self.num_heads, dropout_rate=self.dropout_rate,
-                          attention_loop=self.attention_loop)
+                          attention_loop=self.attention_loop, weight_norm=self.weight_norm)
         if self.scan_blocks:
             body = nn.remat(_ScanBody, policy=REMAT_POLICY) if self.remat else _ScanBody
             scanned = nn.scan(body, variable_axes={"params": 0}, split_rngs={"params": True},
@@ -315,26 +351,47 @@ class CouplingNet(nn.Module):
             block = nn.remat(GatedBlock, policy=REMAT_POLICY) if self.remat else GatedBlock
             for b in range(self.blocks):
                 h = block(name=f"block_{b}", **block_args)(h, pos_emb, context, key, b)
-        return DDConv(self.out_features, 3, init_scale=0.1, name="proj_out")(h)
+        if self.elu_before_output:  # the official ImageNet couplings
+            h = concat_elu(h)
+        return conv(self.out_features, 3, init_scale=0.1, name="proj_out")(h)
 
 
 class ContextNet(nn.Module):
     """Dequantizer context: split halves of ``x / num_levels - 0.5`` concatenated on the
-    channel axis -> 3x3 conv to ``filters`` -> ``blocks`` gated convs (3x3, dropout)."""
+    channel axis -> 3x3 conv to ``filters`` -> ``blocks`` gated convs (3x3, dropout), each
+    followed (official ImageNet models) by a LayerNorm when ``norm``, and by attention over
+    ``x + pos_emb`` and another LayerNorm when ``attention``."""
 
     filters: int = 32
     blocks: int = 3
     dropout_rate: float = 0.0
     index: int = 1000
+    norm: bool = False
+    attention: bool = False
+    num_heads: int = 4
+    attention_loop: str = "auto"
+    weight_norm: bool = False
 
     @nn.compact
     def __call__(self, halves, dropout_key=None):
         key = _fold(dropout_key, self.index)
-        h = DDConv(self.filters, 3, name="proj_in")(halves)
-        # One draw for the masks of all its gated convs (no remat here; small at 32 filters).
+        h = DDConv(self.filters, 3, weight_norm=self.weight_norm, name="proj_in")(halves)
+        pos_emb = None
+        if self.attention:
+            pos_emb = self.param("pos_emb", nn.initializers.normal(0.01),
+                                 h.shape[-3:-1] + (self.filters,), jnp.float32)
+        # One draw for the masks of all its blocks (no remat here; small at 32 filters).
+        widths = block_mask_widths(self.filters, "attention" if self.attention else "none")
         masks = keep_masks(key, self.dropout_rate,
-                           (self.blocks,) + h.shape[:-1] + (2 * self.filters,))
+                           (self.blocks,) + h.shape[:-1] + (sum(widths),))
         for b in range(self.blocks):
-            h = GatedConv(self.filters, 3, self.dropout_rate, name=f"conv_{b}")(
-                h, None, None if masks is None else masks[b])
+            keep_conv, *keep_attn = _split_mask(None if masks is None else masks[b], widths)
+            h = GatedConv(self.filters, 3, self.dropout_rate, self.weight_norm,
+                          name=f"conv_{b}")(h, None, keep_conv)
+            if self.norm:
+                h = nn.LayerNorm(epsilon=1e-5, name=f"norm_{b}")(h)
+            if self.attention:
+                h = GatedAttention(self.num_heads, self.dropout_rate, self.attention_loop,
+                                   self.weight_norm, name=f"attn_{b}")(h, pos_emb, *keep_attn)
+                h = nn.LayerNorm(epsilon=1e-5, name=f"norm_attn_{b}")(h)
         return h
