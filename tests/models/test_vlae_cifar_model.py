@@ -77,7 +77,8 @@ def test_trainer_step_uses_and_updates_the_kl_weight(smoke):
     tx = optim.make_optimizer(_config("smoke").optim)
     state = steps.create_state(params, tx, jax.random.PRNGKey(2), model.init_model_state())
     assert float(state.model_state["kl_weight"]) == 1.0
-    step = jax.jit(functools.partial(steps.train_step, model=model, tx=tx, ema_decay=0.9))
+    step = jax.jit(functools.partial(steps.train_step, model=model, tx=tx, ema_decay=0.9,
+                                     max_nonfinite_in_a_row=10))
     new, m = step(state, batch)
     per_dim = 1.0 / (8 * 8 * 3 * math.log(2.0))
     lam = 0.01 * 8 * 8 * 3
