@@ -29,8 +29,10 @@ import jax  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from flowzoo import config_catalog  # noqa: E402
+from flowzoo import config_catalog, experiment  # noqa: E402
 from flowzoo.errors import UserError  # noqa: E402
+from flowzoo.training import compilation_cache, preemption  # noqa: E402
+from flowzoo.training import workdir as workdir_lib  # noqa: E402
 
 MODES = ("train", "eval", "sample", "describe")
 
@@ -123,7 +125,6 @@ def _parse_flags(argv):
 
 def _check_workdir(path: str, mode: str):
     """Train needs a workdir it can create or write; nothing is created here."""
-    from flowzoo.training import workdir as workdir_lib
     if workdir_lib.is_remote(path) or mode != "train":
         return
     path = os.path.abspath(os.path.expanduser(path))
@@ -150,19 +151,17 @@ def _main(argv):
         jax.distributed.initialize(**kwargs)
         print(f"process {jax.process_index()} of {jax.process_count()}, "
               f"{jax.local_device_count()} local / {jax.device_count()} global devices", flush=True)
-    from flowzoo import training
     config = _CONFIG.value
     if _MODE.value == "describe":
-        print(json.dumps(training.describe(config), indent=1))
+        print(json.dumps(experiment.describe(config), indent=1))
         return
     if not _WORKDIR.value:
         raise UserError("--workdir is required for train, eval and sample.")
     _check_workdir(_WORKDIR.value, _MODE.value)
-    from flowzoo.training import compilation_cache, preemption
     compilation_cache.enable(_CACHE_DIR.value)  # before the first compile
     stop = preemption.StopSignal(received=_SIGTERM_AT_START_UP.is_set())
     if _MODE.value == "train":
-        summary = training.train_and_evaluate(
+        summary = experiment.train_and_evaluate(
             config, _WORKDIR.value, stop=stop, allow_config_change=_ALLOW_CONFIG_CHANGE.value,
             command=sys.argv)
         if summary["preempted"]:  # saved (or had nothing to save) and said so
@@ -175,9 +174,9 @@ def _main(argv):
         return
     try:
         if _MODE.value == "eval":
-            print(json.dumps(training.evaluate(config, _WORKDIR.value, stop=stop), indent=1))
+            print(json.dumps(experiment.evaluate(config, _WORKDIR.value, stop=stop), indent=1))
         else:
-            print(f"Samples: {training.sample(config, _WORKDIR.value, stop=stop)}")
+            print(f"Samples: {experiment.sample(config, _WORKDIR.value, stop=stop)}")
     except preemption.Preempted:
         print(f"Preempted during --mode={_MODE.value}: nothing to save.", flush=True)
         sys.exit(preemption.EXIT_CODE)

@@ -52,6 +52,7 @@ import jax
 import numpy as np
 from jax.extend import core as jax_core
 
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
@@ -134,7 +135,7 @@ def _timed(fn, steps):
 
 def _setup(args):
     """Config, model, optimizer, a batch, the init batch and the jitted train step."""
-    from flowzoo import models
+    from flowzoo import experiment
     from flowzoo.training import compilation_cache, optim, steps
 
     compilation_cache.enable(args.cache_dir or "")  # the parent's fresh folder, or none
@@ -142,7 +143,7 @@ def _setup(args):
     batch_size = args.batch_size
     images, num_levels, source = _images(config, max(batch_size, 16), args.images)
     batch = {"image": images[:batch_size], "index": np.arange(batch_size, dtype=np.int32)}
-    model = models.build(config.model, images.shape[1:], num_levels)
+    model = experiment.build_model(config.model, images.shape[1:], num_levels)
     tx = optim.make_optimizer(config.optim)
     init_batch = {"image": images[:16], "index": np.arange(16, dtype=np.int32)}
     train = jax.jit(lambda s, b: steps.train_step(s, b, model=model, tx=tx,
@@ -175,7 +176,7 @@ def relaunch(args) -> dict:
 
 def measure(args) -> dict:
     """One batch size, in this process (run it in a fresh one for a clean peak RSS)."""
-    from flowzoo import models
+    from flowzoo import experiment
     from flowzoo.models import flowpp
     from flowzoo.training import host_memory, steps
 
@@ -198,7 +199,7 @@ def measure(args) -> dict:
     no_remat = _load_config(args.config, args.override + ["model.iw_samples=1",
                                                           "model.remat=false",
                                                           'model.attention_loop="off"'])
-    flop_model = models.build(no_remat.model, run.shape, run.num_levels)
+    flop_model = experiment.build_model(no_remat.model, run.shape, run.num_levels)
     flops = _jaxpr_flops(jax.make_jaxpr(lambda s, b: steps.train_step(
         s, b, model=flop_model, tx=tx, ema_decay=config.optim.ema_decay))(state, batch).jaxpr)
 

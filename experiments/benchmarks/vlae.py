@@ -31,6 +31,7 @@ import time
 import jax
 import numpy as np
 
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
@@ -79,7 +80,7 @@ def main():
     parser.add_argument("--samples", type=int, default=64)
     args = parser.parse_args()
 
-    from flowzoo import models
+    from flowzoo import experiment
     from flowzoo.training import optim, steps
 
     config = _config(args.config)
@@ -88,7 +89,7 @@ def main():
             config.model.iw_samples = args.iw_samples
     n = max(args.batch_size, args.eval_batch, config.train.init_batch_size)
     images, source = _images(config, n)
-    model = models.build(config.model, images.shape[1:], 2)
+    model = experiment.build_model(config.model, images.shape[1:], 2)
 
     def batch_of(b):
         return {"image": jax.numpy.asarray(images[:b]),

@@ -9,7 +9,7 @@ warm-up, then constant, EMA 0.999, clipping at 1.0 on the nats loss.  Evaluation
 the training images (the official data has no held-out split).
 """
 
-from flowzoo.models.flowpp import presets
+from flowzoo.configs import flowpp as presets
 
 
 def get_config(arg: str | None = None):

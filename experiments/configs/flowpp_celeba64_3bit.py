@@ -7,11 +7,13 @@ map and the dequantizer's context use, as the official ``x * 0.9 / 8`` and ``x /
 do).  Evaluation runs on the training images (the official data has no held-out split).
 """
 
-from flowzoo.models.flowpp import presets
+from flowzoo.configs import flowpp as presets
 
 
 def get_config(arg: str | None = None):
     return presets.config("celeba64_3bit", arg, name="flowpp_celeba64_3bit.py",
                           data=dict(eval_split="train"), model=presets.IMAGENET64_MODEL,
                           train=dict(batch_size=56, init_batch_size=56),
-                          optim=dict(learning_rate=4e-5, warmup_steps=20_000, ema_decay=0.999))
+                          optim=dict(learning_rate=4e-5, warmup_steps=20_000,
+                                     decay_start=50_000, decay_rate=0.9995,
+                                     min_learning_rate=1e-5, ema_decay=0.999))

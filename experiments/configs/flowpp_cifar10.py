@@ -26,7 +26,7 @@ evaluated and sampled the same way by loading it into a new workdir with zero tr
 ``flowpp_cifar10.py:smoke`` is a tiny model of the same structure.
 """
 
-from flowzoo.models.flowpp import presets
+from flowzoo.configs import flowpp as presets
 
 
 def get_config(arg: str | None = None):

@@ -1,6 +1,6 @@
 """Flow++ ablation: affine couplings everywhere (108 filters, 32,045,708 parameters)."""
 
-from flowzoo.models.flowpp import presets
+from flowzoo.configs import flowpp as presets
 
 
 def get_config(arg: str | None = None):

@@ -2,7 +2,7 @@
 embedding, 1x1 conv to 3F, max over each channel's three, dropout, 1x1 conv to 2F, gate),
 which has the same parameter count: 31,443,440."""
 
-from flowzoo.models.flowpp import presets
+from flowzoo.configs import flowpp as presets
 
 
 def get_config(arg: str | None = None):

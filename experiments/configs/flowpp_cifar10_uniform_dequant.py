@@ -1,6 +1,6 @@
 """Flow++ ablation: uniform dequantization (104 filters, 32,324,408 parameters)."""
 
-from flowzoo.models.flowpp import presets
+from flowzoo.configs import flowpp as presets
 
 
 def get_config(arg: str | None = None):

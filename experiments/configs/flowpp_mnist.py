@@ -1,7 +1,7 @@
 """Flow++ on MNIST (28x28x1, 256 levels): the CIFAR-10 architecture and training settings on
 another dataset.  ``flowpp_mnist.py:smoke`` is a tiny, seconds-long run used by the tests."""
 
-from flowzoo.models.flowpp import presets
+from flowzoo.configs import flowpp as presets
 
 
 def get_config(arg: str | None = None):

@@ -1,7 +1,7 @@
 """VLAE on Caltech-101 Silhouettes 28x28 (already binary); the static-MNIST hyperparameters,
 masked layers untied.  Paper: test NLL 77.36 nats."""
 
-from flowzoo.models.vlae import presets
+from flowzoo.configs import vlae as presets
 
 
 def get_config(arg: str | None = None):

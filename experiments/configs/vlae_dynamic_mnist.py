@@ -2,7 +2,7 @@
 every time it is used); the static-MNIST hyperparameters, masked layers untied.
 Paper: test NLL 78.53 nats."""
 
-from flowzoo.models.vlae import presets
+from flowzoo.configs import vlae as presets
 
 
 def get_config(arg: str | None = None):

@@ -2,7 +2,7 @@
 the static-MNIST hyperparameters, masked layers untied.  Paper: test NLL 90.98 nats
 (89.83 fine-tuned)."""
 
-from flowzoo.models.vlae import presets
+from flowzoo.configs import vlae as presets
 
 
 def get_config(arg: str | None = None):

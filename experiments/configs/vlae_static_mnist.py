@@ -10,7 +10,7 @@ bits 0.01 nats/dim.  Paper: test NLL 79.03 nats (4,096 importance samples), KL 1
 The paper trains its final models on train + validation; this trains on train (50k).
 """
 
-from flowzoo.models.vlae import presets
+from flowzoo.configs import vlae as presets
 
 
 def get_config(arg: str | None = None):

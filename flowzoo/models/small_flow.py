@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from flowzoo import bijectors as fb
 from flowzoo import distributions as fd
-from flowzoo.training.model import Model, example_keys
+from flowzoo.model import Model, example_keys
 
 
 class ConvConditioner(nn.Module):

@@ -1,6 +1,7 @@
 """The trainer's config template and its validation.
 
-Experiment configs start from :func:`base_config` and fill in ``model``.  Keys
+Experiment configs start from :func:`base_config` and fill in ``model``
+(``flowzoo.configs`` assembles the shipped ones).  Keys
 are checked before anything runs: a mistyped key fails at once naming the
 nearest valid key (locked ConfigDicts also do this for ``--config.x=`` flags).
 """
@@ -12,7 +13,7 @@ import difflib
 import ml_collections
 from ml_collections import config_dict
 
-from flowzoo.errors import ConfigError, ConfigKeyError
+from flowzoo.errors import ConfigKeyError
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -27,32 +28,12 @@ def base_config() -> ml_collections.ConfigDict:
         batch_size=64, num_steps=1000, init_batch_size=128, log_every=50, eval_every=500,
         checkpoint_every=250, keep_checkpoints=3, max_nonfinite_in_a_row=10,
         profile_steps="")  # "a,b": a jax.profiler trace of steps a..b in WORKDIR/profile
-    c.optim = dict(name="adam", learning_rate=1e-3, warmup_steps=100, b1=0.9, b2=0.999,
-                   eps=1e-8, grad_clip=1.0, ema_decay=0.999)
+    c.optim = dict(name="adam", learning_rate=1e-3, warmup_steps=100, decay_start=0,
+                   decay_rate=1.0, min_learning_rate=0.0, b1=0.9, b2=0.999, eps=1e-8,
+                   grad_clip=1.0, ema_decay=0.999)
     c.eval = dict(batch_size=256, max_examples=config_dict.placeholder(int), num_samples=64,
                   sample_temperature=1.0)
     c.model = ml_collections.ConfigDict()  # filled in by each experiment config
-    return c
-
-
-def assemble(dataset: str, arg: str, *, name: str, defaults, presets, overrides=None):
-    """A locked experiment config: :func:`base_config` with ``data.name = dataset``, then each
-    function in ``defaults`` (a model family's settings), then ``overrides``
-    (``{"model": {...}, "train": {...}}``), then the preset named by the config argument
-    (``file.py:smoke``); ``presets`` maps argument names to functions editing the config."""
-    c = base_config()
-    c.data.name = dataset
-    for fill in defaults:
-        fill(c)
-    for section, values in (overrides or {}).items():
-        for key, value in (values or {}).items():
-            c[section][key] = value
-    if arg in presets:
-        presets[arg](c)
-    elif arg:
-        choices = ", ".join(repr(k) for k in presets)
-        raise ConfigError(f"{name} takes no argument or one of {choices}; got {arg!r}.")
-    c.lock()
     return c
 
 

@@ -8,10 +8,11 @@ import math
 
 import jax
 import numpy as np
+from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
-from flowzoo import data, models
+from flowzoo import data
 from flowzoo.training import config as config_lib
 from flowzoo.training import host_memory, optim, steps
 from flowzoo.training import workdir as workdir_lib
@@ -39,7 +40,6 @@ class Run:
 
 def say(message: str, primary: bool = True):
     """A lifecycle line for the console (stdout, process 0 only) and the log."""
-    from absl import logging
     logging.info(message)
     if primary:
         print(message, flush=True)
@@ -60,7 +60,9 @@ def eval_subset(dataset, max_examples):
     return dataclasses.replace(dataset, images=dataset.images[keep])
 
 
-def setup(config, workdir) -> Run:
+def setup(config, workdir, build_model) -> Run:
+    """``build_model(config.model, image_shape, num_levels) -> Model``: the launcher's
+    registry (``flowzoo.experiment.build_model``); the trainer knows no model."""
     config_lib.validate(config)
     train_data = data.load(config.data.name, config.data.train_split, **_data_kwargs(config.data))
     eval_split = data.load(config.data.name, config.data.eval_split, **_data_kwargs(config.data))
@@ -69,7 +71,7 @@ def setup(config, workdir) -> Run:
                            process_count=jax.process_count(),
                            binarization=config.data.binarization)
     num_levels = 2 if config.data.binarization != "none" else train_data.num_levels
-    model = models.build(config.model, train_data.images.shape[1:], num_levels)
+    model = build_model(config.model, train_data.images.shape[1:], num_levels)
     tx = optim.make_optimizer(config.optim)
     parallel = Parallel(config.parallel, model, tx, config.optim.ema_decay,
                         config.train.batch_size, config.eval.batch_size,

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from absl import logging
 
-from flowzoo import data, models
+from flowzoo import data
 from flowzoo.errors import ConfigError, UserError
 from flowzoo.training import config as config_lib
 from flowzoo.training import evaluation
@@ -44,11 +44,14 @@ class _Progress:
     start_step: int = 0  # the step the run resumed at (0 when fresh)
 
 
-def train_and_evaluate(config, workdir, *, stop: preemption.StopSignal | None = None,
+def train_and_evaluate(config, workdir, *, build_model,
+                       stop: preemption.StopSignal | None = None,
                        allow_config_change: bool = False, command=None) -> dict:
     """Trains (resuming from the newest intact checkpoint in ``workdir``), evaluates
     and samples.  Returns a summary: final metrics, paths, and whether the run
     was preempted (then the caller should exit with status 143 and be restarted).
+    ``build_model(config.model, image_shape, num_levels) -> Model`` is the launcher's
+    registry (``flowzoo.experiment`` passes its own).
 
     SIGTERM (one process) or JAX's preemption notice (several) at any moment saves what
     is worth saving, says so in one line and returns with ``preempted`` set.  ``stop``:
@@ -65,7 +68,7 @@ def train_and_evaluate(config, workdir, *, stop: preemption.StopSignal | None = 
         with stop or preemption.StopSignal() as stop:
             try:
                 stop.check()
-                run = run_lib.setup(config, root)
+                run = run_lib.setup(config, root, build_model)
                 _check_profile_steps(cfg.profile_steps)
                 run_record.record(root, config, allow_change=allow_config_change,
                                   command=command, is_primary=run.is_primary)
@@ -209,9 +212,9 @@ def _check_finite(run: Run, state, step: int, skipped_before: int) -> int:
     return skipped
 
 
-def _load_for_inference(config, workdir):
+def _load_for_inference(config, workdir, build_model):
     """The newest intact checkpoint, read-only: damaged steps are reported, not moved."""
-    run = run_lib.setup(config, workdir)
+    run = run_lib.setup(config, workdir, build_model)
     checkpointer = Checkpointer(workdir, save_every=1, keep=config.train.keep_checkpoints)
     state, step = checkpointer.restore_latest(run_lib.abstract_state(run),
                                               move_damaged_aside=False)
@@ -221,27 +224,29 @@ def _load_for_inference(config, workdir):
     return run, run.parallel.put_state(state), step
 
 
-def evaluate(config, workdir, *, stop: preemption.StopSignal | None = None) -> dict:
+def evaluate(config, workdir, *, build_model,
+             stop: preemption.StopSignal | None = None) -> dict:
     """Metrics of the newest checkpoint on the eval split.  Raises
     ``preemption.Preempted`` on SIGTERM (nothing to save)."""
     with stop or preemption.StopSignal() as stop:
         stop.check()
-        run, state, step = _load_for_inference(config, workdir)
+        run, state, step = _load_for_inference(config, workdir, build_model)
         return {"step": step, **evaluation.evaluate(run, state, stop)}
 
 
-def sample(config, workdir, *, stop: preemption.StopSignal | None = None) -> str | None:
+def sample(config, workdir, *, build_model,
+           stop: preemption.StopSignal | None = None) -> str | None:
     """Writes a sample grid from the newest checkpoint; returns its path.  Raises
     ``preemption.Preempted`` on SIGTERM (nothing to save)."""
     with stop or preemption.StopSignal() as stop:
         stop.check()
-        run, state, step = _load_for_inference(config, workdir)
+        run, state, step = _load_for_inference(config, workdir, build_model)
         path = evaluation.write_samples(run, state, step, name="samples_final")
         stop.check()
         return path
 
 
-def describe(config) -> dict:
+def describe(config, *, build_model) -> dict:
     """Parameter count and shapes of the model, without data, training or init
     compute (shapes come from the dataset table, so configs whose data is not
     on this machine work too)."""
@@ -253,7 +258,7 @@ def describe(config) -> dict:
         num_levels = 2 ** config.data.num_bits
     if config.data.binarization != "none":
         num_levels = 2
-    model = models.build(config.model, shape, num_levels)
+    model = build_model(config.model, shape, num_levels)
     n = config.train.init_batch_size
     batch = {"image": jax.ShapeDtypeStruct((n,) + shape, jnp.uint8),
              "index": jax.ShapeDtypeStruct((n,), jnp.int32)}  # put_batch casts to int32

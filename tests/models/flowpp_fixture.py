@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from flowzoo.models import flowpp
-from flowzoo.models.flowpp import official
 
 FIXTURE = "flowpp_official"
 # The fixture's construct() arguments in flowzoo's terms; everything else is the official
@@ -50,7 +49,7 @@ def small_flow(**overrides):
 
 @functools.lru_cache(maxsize=None)
 def converted_params():
-    return official.official_params(small_flow(), prefix())
+    return flowpp.official_params(small_flow(), prefix())
 
 
 def arrays(name: str) -> dict:

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowzoo import data, models, training
+from flowzoo import data, experiment
 from flowzoo.models import flowpp
 from flowzoo.training import optim, steps
 from flowzoo.training.checkpoint import Checkpointer
@@ -42,7 +42,7 @@ def _describe(name, arg=None):
 
 @functools.lru_cache(maxsize=None)
 def _describe_cached(name, arg):
-    return training.describe(_config(name, arg))
+    return experiment.describe(_config(name, arg))
 
 
 def _parts(info):
@@ -145,8 +145,8 @@ def mnist_run(tmp_path_factory):
         config.train.log_every = 1
         config.train.eval_every = 1000
         config.train.checkpoint_every = 1000
-    summary = training.train_and_evaluate(config, str(workdir))
-    model = models.build(config.model, (28, 28, 1), 256)
+    summary = experiment.train_and_evaluate(config, str(workdir))
+    model = experiment.build_model(config.model, (28, 28, 1), 256)
     n = config.train.init_batch_size
     batch = {"image": jax.ShapeDtypeStruct((n, 28, 28, 1), jnp.uint8),
              "index": jax.ShapeDtypeStruct((n,), jnp.int32)}

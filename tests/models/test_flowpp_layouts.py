@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowzoo import training
+from flowzoo import experiment
 from flowzoo.models import flowpp
 from flowzoo.models.flowpp import nets
 
@@ -33,7 +33,7 @@ OFFICIAL_COUNTS = {
 
 @functools.lru_cache(maxsize=None)
 def _describe(name):
-    return training.describe(importlib.import_module(f"experiments.configs.{name}").get_config())
+    return experiment.describe(importlib.import_module(f"experiments.configs.{name}").get_config())
 
 
 @pytest.mark.parametrize("name", sorted(OFFICIAL_COUNTS))

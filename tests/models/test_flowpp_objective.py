@@ -26,7 +26,7 @@ from flowzoo.models import flowpp
 from flowzoo.models.flowpp import model as flowpp_model
 from flowzoo.models.flowpp import nets
 from flowzoo.training import optim
-from flowzoo.training.model import example_keys
+from flowzoo.model import example_keys
 
 SHAPE = (8, 8, 1)
 D = math.prod(SHAPE)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowzoo import models, training
+from flowzoo import experiment
 from flowzoo.models import flowpp
 from flowzoo.models.flowpp import official, tf_checkpoint
 from tests.models import flowpp_fixture as fx
@@ -62,7 +62,7 @@ def test_every_official_cifar10_variable_maps_onto_one_flowzoo_parameter(listing
     flow = flowpp.make_flow(config.model, (32, 32, 3), 256)
     names = official.official_variable_names(flow)
     assert len(names) == len(set(names)) == len(shapes)  # each used exactly once
-    plan = official.ConversionPlan(flow, shapes)  # raises on any name or shape mismatch
+    plan = official.ConversionPlan(flow, shapes, False, flowpp.template_params(flow))  # raises on any name or shape mismatch
     assert sum(math.prod(s.shape) for s in jax.tree.leaves(plan.template)) == count
 
 
@@ -83,13 +83,13 @@ def test_conversion_is_exact_and_reports_missing_extra_and_misshapen_variables()
     del missing["MixLogisticAttnCoupling_7/block1/attn/proj2/b"]
     with pytest.raises(KeyError, match="lacks 1 variable.*MixLogisticAttnCoupling_7/block1/"
                                        "attn/proj2/b"):
-        official.official_params(flow, missing)
+        flowpp.official_params(flow, missing)
     extra = dict(stored, **{"Norm_13/norm0/g": stored["Norm_12/norm0/g"]})
     with pytest.raises(KeyError, match="does not use: Norm_13/norm0/g"):
-        official.official_params(flow, extra)
+        flowpp.official_params(flow, extra)
     misshapen = dict(stored, **{"Pointwise_9/W1": np.eye(5, dtype=np.float32)})
     with pytest.raises(ValueError, match="Pointwise_9/W1"):
-        official.official_params(flow, misshapen)
+        flowpp.official_params(flow, misshapen)
 
 
 def test_ema_shadows_are_taken_when_asked_from_a_train_checkpoint_layout():
@@ -107,12 +107,12 @@ def test_ema_shadows_are_taken_when_asked_from_a_train_checkpoint_layout():
             full[name] = stored[name]
         else:  # Adam slots, beta powers
             full[name] = np.zeros(listing[name], np.float32)
-    raw, ema = fx.converted_params(), official.official_params(flow, full, ema=True)
+    raw, ema = fx.converted_params(), flowpp.official_params(flow, full, ema=True)
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(b, 2.0 * a), raw, ema)
     jax.tree.map(np.testing.assert_array_equal,
-                 official.official_params(flow, full, ema=False), raw)
+                 flowpp.official_params(flow, full, ema=False), raw)
     with pytest.raises(KeyError, match="no EMA shadows: convert with ema=False"):
-        official.official_params(flow, stored, ema=True)
+        flowpp.official_params(flow, stored, ema=True)
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -138,15 +138,15 @@ def _small_config(**model):
 
 def test_launcher_path_init_from_official_gives_the_converted_weights():
     config = _small_config(init_from_official=fx.prefix(), official_ema=False)
-    model = models.build(config.model, fx.IMAGE_SHAPE, 256)
+    model = experiment.build_model(config.model, fx.IMAGE_SHAPE, 256)
     batch = {"image": jnp.zeros((8,) + fx.IMAGE_SHAPE, jnp.uint8),
              "index": jnp.arange(8, dtype=jnp.int32)}
     params = jax.jit(model.init)(jax.random.PRNGKey(0), batch)
     jax.tree.map(np.testing.assert_array_equal, params, fx.converted_params())
-    assert training.describe(config)["num_params"] == 678_592
+    assert experiment.describe(config)["num_params"] == 678_592
     with pytest.raises(KeyError, match="no EMA shadows"):  # checked when init is traced
-        jax.eval_shape(models.build(_small_config(init_from_official=fx.prefix()).model,
+        jax.eval_shape(experiment.build_model(_small_config(init_from_official=fx.prefix()).model,
                                     fx.IMAGE_SHAPE, 256).init, jax.random.PRNGKey(0), batch)
     missing = os.path.join(fx.fixture_dir(), "no_such_checkpoint")
     with pytest.raises(FileNotFoundError, match="no_such_checkpoint.index"):
-        models.build(_small_config(init_from_official=missing).model, fx.IMAGE_SHAPE, 256)
+        experiment.build_model(_small_config(init_from_official=missing).model, fx.IMAGE_SHAPE, 256)

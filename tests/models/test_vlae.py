@@ -19,9 +19,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from flowzoo import data, models, training
+from flowzoo import data, experiment
 from flowzoo.models import vlae
-from flowzoo.models.vlae import core, likelihood_binary as pixelcnn, prior_made
+from flowzoo.models.vlae import likelihood_binary as pixelcnn, prior_made
 from flowzoo.models.vlae.flows import flow_steps
 
 CONFIGS = ("vlae_static_mnist", "vlae_dynamic_mnist", "vlae_caltech", "vlae_omniglot")
@@ -177,7 +177,7 @@ def _tiny(**overrides):
 @functools.lru_cache(maxsize=None)
 def _tiny_model_and_params():
     batch = _real_batch(32, offset=100)
-    m = models.build(_tiny(), (28, 28, 1), 2)
+    m = experiment.build_model(_tiny(), (28, 28, 1), 2)
     params = jax.jit(m.init)(jax.random.PRNGKey(0), batch)
     return m, params
 
@@ -260,7 +260,7 @@ def test_free_bits_floor_the_kl_and_the_true_kl_is_logged():
     batch = _real_batch(32)
     _, params = _tiny_model_and_params()
     key = jax.random.PRNGKey(4)
-    m = models.build(_tiny(free_bits=1.0), (28, 28, 1), 2)  # 784 nats: far above the KL
+    m = experiment.build_model(_tiny(free_bits=1.0), (28, 28, 1), 2)  # 784 nats: far above the KL
     (loss, metrics), grads = jax.jit(jax.value_and_grad(m.loss, has_aux=True))(params, batch,
                                                                               key)
     np.testing.assert_allclose(metrics["neg_elbo_nats"],
@@ -270,7 +270,7 @@ def test_free_bits_floor_the_kl_and_the_true_kl_is_logged():
     # KL inside the floor: no gradient reaches the prior; the decoder still learns.
     assert all(float(jnp.max(jnp.abs(g))) == 0.0 for g in jax.tree.leaves(grads["prior"]))
     assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grads["decoder"])) > 0
-    m0 = models.build(_tiny(free_bits=0.0), (28, 28, 1), 2)
+    m0 = experiment.build_model(_tiny(free_bits=0.0), (28, 28, 1), 2)
     loss0, metrics0 = jax.jit(m0.loss)(params, batch, key)
     np.testing.assert_allclose(loss0, metrics0["neg_elbo_nats"], rtol=1e-6)
 
@@ -315,7 +315,7 @@ def test_samples_and_decompressions_are_binary_images_and_jit_vmap_safe():
 
 def test_factorized_bernoulli_and_normal_prior_options_build_and_run():
     batch = _real_batch(8)
-    m = models.build(_tiny(likelihood="bernoulli", prior="normal", posterior="diag"),
+    m = experiment.build_model(_tiny(likelihood="bernoulli", prior="normal", posterior="diag"),
                      (28, 28, 1), 2)
     params = jax.jit(m.init)(jax.random.PRNGKey(0), batch)
     assert set(params["prior"]) == set() and "first" not in params["likelihood"]["params"]
@@ -331,11 +331,11 @@ def test_factorized_bernoulli_and_normal_prior_options_build_and_run():
 
 def test_bad_configs_fail_naming_the_fix():
     with pytest.raises(KeyError, match="pixelcnn_layers"):
-        models.build(_tiny(pixelcnn_layer=3), (28, 28, 1), 2)
+        experiment.build_model(_tiny(pixelcnn_layer=3), (28, 28, 1), 2)
     with pytest.raises(ValueError, match="binarization"):
-        models.build(_tiny(), (28, 28, 1), 256)
+        experiment.build_model(_tiny(), (28, 28, 1), 256)
     with pytest.raises(ValueError, match="posterior"):
-        models.build(_tiny(posterior="flow"), (28, 28, 1), 2)
+        experiment.build_model(_tiny(posterior="flow"), (28, 28, 1), 2)
 
 
 def test_one_validator_names_the_nearest_key_for_either_family():
@@ -356,7 +356,7 @@ def test_one_validator_names_the_nearest_key_for_either_family():
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_configs_describe(name):
-    info = training.describe(_config(name, "smoke"))
+    info = experiment.describe(_config(name, "smoke"))
     assert info["model"] == "vlae" and info["num_params"] > 0
     full = _config(name)
     assert full.optim.name == "adamax" and full.optim.learning_rate == 0.002
@@ -373,7 +373,7 @@ def test_smoke_config_trains_on_real_binarized_mnist(tmp_path):
         config.data.data_dir = os.environ["FLOWZOO_DATA_DIR"]
         config.data.source = "files"
         config.parallel = "jit"
-    summary = training.train_and_evaluate(config, str(tmp_path))
+    summary = experiment.train_and_evaluate(config, str(tmp_path))
     rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     losses = [r["loss"] for r in rows if r["split"] == "train"]
     assert len(losses) >= 3 and losses[-1] < losses[0] - 50, losses

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowzoo import training
+from flowzoo import experiment
 from flowzoo.models.vlae import model as vlae_model
 from flowzoo.models.vlae.backbone_spatial import CifarDecoder, CifarEncoder
 from flowzoo.models.vlae.core import update_kl_weight
@@ -30,7 +30,7 @@ def _config(arg=None):
 
 @functools.lru_cache(maxsize=None)
 def _describe(arg):
-    return training.describe(_config(arg))
+    return experiment.describe(_config(arg))
 
 
 def _count(info, part):

@@ -12,6 +12,7 @@ import time
 
 import jax
 
+from flowzoo import experiment
 from flowzoo.training import trainer
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -46,7 +47,7 @@ def run_main(workdir, *flags, devices=1, timeout=600):
 
 def final_params(config, workdir):
     """(step, params) of the newest checkpoint in ``workdir``."""
-    run, state, step = trainer._load_for_inference(config, str(workdir))
+    run, state, step = trainer._load_for_inference(config, str(workdir), experiment.build_model)
     host = run.parallel.get_state(state)
     return step, jax.device_get(host.params), jax.device_get(host.ema_params)
 

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+from flowzoo import experiment
 from flowzoo.training import host_memory
 from flowzoo.training import run as run_lib
 from tests.training.helpers import smoke_config
@@ -48,7 +49,7 @@ def test_release_is_a_no_op_without_malloc_trim(monkeypatch):
 @pytest.mark.parametrize("mode", ["jit", "sharded", "pmap"])
 def test_train_step_compiles_once_and_the_heap_is_trimmed_before_it_runs(mode, tmp_path,
                                                                           monkeypatch):
-    run = run_lib.setup(smoke_config(parallel=mode), str(tmp_path))
+    run = run_lib.setup(smoke_config(parallel=mode), str(tmp_path), experiment.build_model)
     state = run.parallel.put_state(run_lib.fresh_state(run))
     events = []
     monkeypatch.setattr(host_memory, "release_free_memory", lambda: events.append(("release",)))

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 import pytest
 
+from flowzoo import experiment
 from flowzoo.training import checkpoint, trainer
 from tests.training.helpers import (checksums_of_step, run_main, run_processes, smoke_config,
                                     start_processes, wait_processes)
@@ -62,7 +63,7 @@ def test_sigkill_of_both_processes_at_random_moments_resumes_bit_identical(unint
 def test_a_two_process_checkpoint_restores_in_one_process(uninterrupted):
     """A pod's checkpoint opened in a notebook: one process, 8 devices, sharded."""
     config = smoke_config()
-    run, state, step = trainer._load_for_inference(config, str(uninterrupted))
+    run, state, step = trainer._load_for_inference(config, str(uninterrupted), experiment.build_model)
     assert step == 30
     # Bit-identical to what the two processes saved (the test runs with x64 on, so the
     # values come back as float64: verify casts them to the saved dtype first).

@@ -9,6 +9,7 @@ import subprocess
 import jax
 import numpy as np
 
+from flowzoo import experiment
 from flowzoo.training import run as run_lib
 from tests.training.helpers import ROOT, SMOKE, final_params, run_main, smoke_config
 
@@ -18,7 +19,7 @@ STEPS = 4
 def _train(mode, tmp_path):
     """(params, per-step losses, per-step gradient global norms) after STEPS steps."""
     config = smoke_config(parallel=mode)
-    run = run_lib.setup(config, str(tmp_path / mode))
+    run = run_lib.setup(config, str(tmp_path / mode), experiment.build_model)
     state = run.parallel.put_state(run_lib.fresh_state(run))
     losses, grad_norms = [], []
     for step in range(STEPS):

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from flowzoo import experiment
 from flowzoo import data
 from flowzoo.training import evaluation, parallel, trainer
 from tests.training.helpers import main_command, run_main, smoke_config
@@ -49,7 +50,7 @@ def _steps(workdir):
 
 def test_sigterm_during_start_up_saves_nothing_and_says_so(tmp_path, monkeypatch, capsys):
     fired = _wrap(monkeypatch, data, "load")
-    summary = trainer.train_and_evaluate(smoke_config(parallel="jit"), str(tmp_path))
+    summary = experiment.train_and_evaluate(smoke_config(parallel="jit"), str(tmp_path))
     assert fired and summary["preempted"]
     lines = [l for l in capsys.readouterr().out.splitlines() if "Preempted" in l]
     assert len(lines) == 1 and "during start-up" in lines[0] and "nothing was saved" in lines[0]
@@ -59,7 +60,7 @@ def test_sigterm_during_start_up_saves_nothing_and_says_so(tmp_path, monkeypatch
 def test_sigterm_during_the_first_compile_saves_the_step_it_finished(tmp_path, monkeypatch,
                                                                      capsys):
     fired = _wrap(monkeypatch, parallel.Parallel, "train")
-    summary = trainer.train_and_evaluate(smoke_config(parallel="jit"), str(tmp_path))
+    summary = experiment.train_and_evaluate(smoke_config(parallel="jit"), str(tmp_path))
     assert fired and summary["preempted"] and summary["step"] == 1
     (line,) = [l for l in capsys.readouterr().out.splitlines() if "Preempted" in l]
     assert "during training at step 1: checkpoint saved" in line
@@ -71,13 +72,13 @@ def test_sigterm_during_a_periodic_evaluation_saves_that_step(tmp_path, monkeypa
     """The smoke config evaluates at step 10 and checkpoints at 10 and 20."""
     fired = _wrap(monkeypatch, evaluation, "evaluate")
     config = smoke_config(parallel="jit", **{"train.checkpoint_every": 15})
-    summary = trainer.train_and_evaluate(config, str(tmp_path))
+    summary = experiment.train_and_evaluate(config, str(tmp_path))
     assert fired and summary["preempted"] and summary["step"] == 10
     (line,) = [l for l in capsys.readouterr().out.splitlines() if "Preempted" in l]
     assert "during a periodic evaluation at step 10: checkpoint saved" in line
     assert _steps(tmp_path) == [10]
     _assert_no_temporary_checkpoints(tmp_path)
-    resumed = trainer.train_and_evaluate(config, str(tmp_path))  # and it resumes from there
+    resumed = experiment.train_and_evaluate(config, str(tmp_path))  # and it resumes from there
     assert not resumed["preempted"] and resumed["step"] == 20
 
 
@@ -85,7 +86,7 @@ def test_sigterm_during_the_final_evaluation_keeps_the_final_checkpoint(tmp_path
                                                                          capsys):
     fired = _wrap(monkeypatch, evaluation, "evaluate", when=lambda run, state, stop=None:
                   int(parallel.host_int(state.step)) == 20)
-    summary = trainer.train_and_evaluate(smoke_config(parallel="jit"), str(tmp_path))
+    summary = experiment.train_and_evaluate(smoke_config(parallel="jit"), str(tmp_path))
     assert fired and summary["preempted"] and summary["step"] == 20
     (line,) = [l for l in capsys.readouterr().out.splitlines() if "Preempted" in l]
     assert "during the final evaluation at step 20: checkpoint saved" in line
@@ -95,10 +96,10 @@ def test_sigterm_during_the_final_evaluation_keeps_the_final_checkpoint(tmp_path
 
 
 def test_sigterm_in_eval_mode_exits_143_with_one_line(tmp_path, monkeypatch):
-    trainer.train_and_evaluate(smoke_config(parallel="jit"), str(tmp_path))
+    experiment.train_and_evaluate(smoke_config(parallel="jit"), str(tmp_path))
     _wrap(monkeypatch, evaluation, "evaluate")
     with pytest.raises(trainer.preemption.Preempted):
-        trainer.evaluate(smoke_config(parallel="jit"), str(tmp_path))
+        experiment.evaluate(smoke_config(parallel="jit"), str(tmp_path))
 
 
 def test_sigterm_while_the_launcher_imports_exits_143_saying_nothing_was_saved(tmp_path):

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from flowzoo.training import trainer
+from flowzoo import experiment
 from tests.training.helpers import final_params, main_command, run_main, smoke_config
 
 STEPS = ["--config.train.num_steps=30", "--config.train.checkpoint_every=10",
@@ -96,5 +96,5 @@ def test_all_checkpoints_unreadable_is_an_error_that_keeps_them(tmp_path):
     (workdir / "checkpoints" / "10").mkdir(parents=True)
     (workdir / "checkpoints" / "10" / "_CHECKPOINT_METADATA").write_text("{not json")
     with pytest.raises((RuntimeError, FileNotFoundError)):
-        trainer.evaluate(config, str(workdir))
+        experiment.evaluate(config, str(workdir))
     assert (workdir / "checkpoints" / "10").exists()

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from tensorboardX.proto import event_pb2
 
-from flowzoo import data, models
+from flowzoo import data, experiment
 from flowzoo.errors import ConfigError
 from flowzoo.training import metrics as metrics_lib
 from flowzoo.training import run as run_lib
-from flowzoo.training import parallel, run_record, trainer
+from flowzoo.training import parallel, run_record
 from tests.training.helpers import run_main, smoke_config
 
 
@@ -80,7 +80,7 @@ def test_metrics_are_means_over_the_log_interval_and_counts_are_metadata(smoke_r
         return state, metrics
 
     monkeypatch.setattr(parallel.Parallel, "train", recording)
-    trainer.train_and_evaluate(smoke_config(parallel="jit"), str(tmp_path))
+    experiment.train_and_evaluate(smoke_config(parallel="jit"), str(tmp_path))
     logged = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text()
               .splitlines() if '"train"' in line]
     np.testing.assert_allclose(logged, np.mean(np.reshape(losses, (4, 5)), axis=1), rtol=1e-6)
@@ -163,7 +163,7 @@ def test_eval_line_says_when_it_is_a_subset(smoke_run):
 
 def test_non_finite_counter_shows_in_the_logged_metrics(tmp_path, monkeypatch):
     """Skipped steps reach metrics.jsonl as a count, read at log time."""
-    real = models._BUILDERS["small_flow"]
+    real = experiment.MODELS["small_flow"]
 
     def half_poisoned(cfg, shape, levels):
         model = real(cfg, shape, levels)
@@ -173,9 +173,9 @@ def test_non_finite_counter_shows_in_the_logged_metrics(tmp_path, monkeypatch):
             return jnp.where(batch["index"][0] % 2 == 0, value, jnp.nan), metrics
         return model._replace(loss=loss)
 
-    monkeypatch.setitem(models._BUILDERS, "small_flow", half_poisoned)
+    monkeypatch.setitem(experiment.MODELS, "small_flow", half_poisoned)
     config = smoke_config(parallel="jit", **{"train.max_nonfinite_in_a_row": 100})
-    trainer.train_and_evaluate(config, str(tmp_path))
+    experiment.train_and_evaluate(config, str(tmp_path))
     rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     skipped = [r["skipped_nonfinite_steps"] for r in rows if r["split"] == "train"]
     assert skipped == sorted(skipped) and 0 < skipped[-1] < 20

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowzoo import models, training
+from flowzoo import experiment
 from flowzoo.training import trainer
 from tests.training.helpers import ROOT, final_params, run_main, smoke_config
 
@@ -44,7 +44,7 @@ def test_smoke_run_writes_everything_and_reports_where(tmp_path, monkeypatch):
 @pytest.mark.parametrize("arg", [None, "smoke"])
 def test_describe_works_for_every_config(name, arg):
     config = importlib.import_module(f"experiments.configs.{name}").get_config(arg)
-    info = training.describe(config)
+    info = experiment.describe(config)
     assert info["num_params"] > 0 and info["shapes"]
 
 
@@ -55,18 +55,18 @@ def test_mistyped_override_fails_at_once_with_the_nearest_key(tmp_path):
 
 
 def test_repeated_non_finite_steps_stop_the_run_naming_step_and_metric(tmp_path, monkeypatch):
-    real_build = models._BUILDERS["small_flow"]
+    real_build = experiment.MODELS["small_flow"]
 
     def poisoned(cfg, shape, levels):
         model = real_build(cfg, shape, levels)
         return model._replace(loss=lambda p, b, k: (jnp.float32(jnp.nan), {}))
 
-    monkeypatch.setitem(models._BUILDERS, "small_flow", poisoned)
+    monkeypatch.setitem(experiment.MODELS, "small_flow", poisoned)
     config = smoke_config(**{"train.max_nonfinite_in_a_row": 3, "parallel": "jit"})
     # The counters are read when the run logs (step 5), naming the steps of the streak.
     with pytest.raises(trainer.NonFiniteError,
                        match=r"step 5: the loss was not finite for 3 steps in a row \(steps 1..3"):
-        training.train_and_evaluate(config, str(tmp_path))
+        experiment.train_and_evaluate(config, str(tmp_path))
     assert not list((tmp_path / "checkpoints").glob("[0-9]*"))
 
 
@@ -87,28 +87,28 @@ def test_infinite_learning_rate_stops_before_nan_parameters_reach_a_checkpoint(t
 
 def test_autoencoder_reconstructions_are_written_at_each_eval(tmp_path, monkeypatch):
     """A model with ``reconstruct`` gets a reconstruction grid next to its samples."""
-    real_build = models._BUILDERS["small_flow"]
+    real_build = experiment.MODELS["small_flow"]
 
     def with_reconstruct(cfg, shape, levels):
         model = real_build(cfg, shape, levels)
         return model._replace(reconstruct=lambda p, b, k: (levels - 1) - b["image"])
 
-    monkeypatch.setitem(models._BUILDERS, "small_flow", with_reconstruct)
-    summary = training.train_and_evaluate(smoke_config(parallel="jit"), str(tmp_path))
+    monkeypatch.setitem(experiment.MODELS, "small_flow", with_reconstruct)
+    summary = experiment.train_and_evaluate(smoke_config(parallel="jit"), str(tmp_path))
     assert summary["reconstructions_png"].endswith("reconstructions_step0000020.png")
     assert len(list(tmp_path.glob("reconstructions_step*.png"))) == 2
 
 
 def test_batch_sizes_that_do_not_split_over_devices_are_rejected(tmp_path):
     with pytest.raises(ValueError, match=r"config.eval.batch_size=100 must be divisible by the 8"):
-        training.train_and_evaluate(smoke_config(**{"eval.batch_size": 100}), str(tmp_path))
+        experiment.train_and_evaluate(smoke_config(**{"eval.batch_size": 100}), str(tmp_path))
     with pytest.raises(ValueError, match=r"config.train.batch_size=12 must be divisible by the 8"):
-        training.train_and_evaluate(smoke_config(**{"train.batch_size": 12}), str(tmp_path))
+        experiment.train_and_evaluate(smoke_config(**{"train.batch_size": 12}), str(tmp_path))
 
 
 def test_model_state_is_checkpointed_and_restored(tmp_path, monkeypatch):
     """A stateful objective (VLAE's soft free bits) keeps its state across a resume."""
-    real_build = models._BUILDERS["small_flow"]
+    real_build = experiment.MODELS["small_flow"]
 
     def with_state(cfg, shape, levels):
         model = real_build(cfg, shape, levels)
@@ -118,11 +118,11 @@ def test_model_state_is_checkpointed_and_restored(tmp_path, monkeypatch):
             return value, metrics, {"steps_seen": model_state["steps_seen"] + 1.0}
         return model._replace(loss=loss, init_model_state=lambda: {"steps_seen": jnp.float32(0)})
 
-    monkeypatch.setitem(models._BUILDERS, "small_flow", with_state)
+    monkeypatch.setitem(experiment.MODELS, "small_flow", with_state)
     config = smoke_config(parallel="jit")
-    training.train_and_evaluate(config, str(tmp_path))
+    experiment.train_and_evaluate(config, str(tmp_path))
     with config.unlocked():
         config.train.num_steps = 30
-    training.train_and_evaluate(config, str(tmp_path))  # resumes at 20
-    _, state, step = trainer._load_for_inference(config, str(tmp_path))
+    experiment.train_and_evaluate(config, str(tmp_path))  # resumes at 20
+    _, state, step = trainer._load_for_inference(config, str(tmp_path), experiment.build_model)
     assert step == 30 and float(state.model_state["steps_seen"]) == 30.0

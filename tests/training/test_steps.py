@@ -176,3 +176,20 @@ def test_model_state_moves_each_step_is_kept_on_skips_and_gets_no_gradient():
     before = state.model_state
     state, _ = _train_step(state, _batch([4, 5]), model=model, tx=tx, ema_decay=0.9)
     jax.tree.map(np.testing.assert_array_equal, state.model_state, before)  # skipped step
+
+
+def test_learning_rate_decays_geometrically_after_decay_start_down_to_the_floor():
+    """The official ImageNet 32x32 schedule: warm-up to 1e-3 over 5,000 steps, constant,
+    x0.99995 per step after step 50,000, never below 3e-4."""
+    cfg = _optim_cfg(learning_rate=1e-3, warmup_steps=5000, decay_start=50_000,
+                     decay_rate=0.99995, min_learning_rate=3e-4)
+    rate = optim.learning_rate(cfg)
+    assert float(rate(2500)) == pytest.approx(5e-4)
+    assert float(rate(50_000)) == pytest.approx(1e-3)
+    assert float(rate(50_001)) == pytest.approx(1e-3 * 0.99995, rel=1e-6)
+    assert float(rate(60_000)) == pytest.approx(1e-3 * 0.99995 ** 10_000, rel=1e-5)
+    assert float(rate(200_000)) == pytest.approx(3e-4)
+    with pytest.raises(ValueError, match="decay_rate"):
+        optim.learning_rate(_optim_cfg(decay_rate=1.5))
+    with pytest.raises(ValueError, match="decay_start"):
+        optim.learning_rate(_optim_cfg(warmup_steps=100, decay_start=10, decay_rate=0.9))

@@ -10,10 +10,10 @@ gated-attention conditioners.  ``build`` is the trainer's entry point; ``make_fl
 """
 
 from flowzoo.models.flowpp.model import (FlowPP, build, decode, decode_dequantized, encode,
-                                         iw_log_likelihood, make_flow, round_trip_errors)
-from flowzoo.models.flowpp.official import (latents_from_official, latents_to_official,
-                                            official_params)
+                                         iw_log_likelihood, make_flow, official_params,
+                                         round_trip_errors, template_params)
+from flowzoo.models.flowpp.official import latents_from_official, latents_to_official
 
 __all__ = ["FlowPP", "build", "decode", "decode_dequantized", "encode", "iw_log_likelihood",
            "latents_from_official", "latents_to_official", "make_flow", "official_params",
-           "round_trip_errors"]
+           "round_trip_errors", "template_params"]

@@ -27,11 +27,11 @@ import jax
 import jax.numpy as jnp
 
 from flowzoo import _compensated
-from flowzoo.models.flowpp import flows, nets, official, presets
+from flowzoo.models.flowpp import architectures, flows, nets, official
 from flowzoo.models.flowpp.attention import check_loop
-from flowzoo.training.model import Model, example_keys
+from flowzoo.model import Model, example_keys
 
-_DEFAULTS = presets.OFFICIAL_MODEL
+_DEFAULTS = architectures.OFFICIAL_MODEL
 # What the optimizer differentiates (module docstring); the loss value is bits/dim either way.
 LOSS_SCALES = ("nats", "bits_per_dim")
 
@@ -194,6 +194,21 @@ def init(flow: FlowPP, key, batch):
         return fresh_init(flow, key, batch)
     template = jax.eval_shape(lambda k, b: fresh_init(flow, k, b), key, batch)
     return official.params_in_program(flow, cfg.init_from_official, cfg.official_ema, template)
+
+
+def template_params(flow: FlowPP):
+    """Shapes and dtypes of ``flow``'s parameters (an abstract init; no compute)."""
+    n = 2
+    batch = {"image": jax.ShapeDtypeStruct((n,) + flow.image_shape, jnp.uint8),
+             "index": jax.ShapeDtypeStruct((n,), jnp.int32)}
+    return jax.eval_shape(lambda k, b: fresh_init(flow, k, b), jax.random.PRNGKey(0), batch)
+
+
+def official_params(flow: FlowPP, source, *, ema=False):
+    """An official TensorFlow checkpoint (a prefix, or a mapping name -> array) as
+    ``flow``'s params; ``ema``: its EMA shadows.  Every official variable is used once; a
+    missing, extra or misshapen one is an error naming it (``official.py``)."""
+    return official.official_params(flow, source, ema=ema, template=template_params(flow))
 
 
 def _dropout_key(flow: FlowPP, key):

@@ -1,7 +1,7 @@
 """Official Flow++ checkpoints (the authors' TensorFlow code) -> flowzoo parameters.
 
     flow = flowpp.make_flow(config.model, (32, 32, 3), 256)
-    params = official.official_params(flow, "/path/model-123456", ema=True)
+    params = flowpp.official_params(flow, "/path/model-123456", ema=True)
     z = flowpp.encode(flow, params, images)
 
 or, through the launcher, ``--config.model.init_from_official=/path/model-123456`` (the
@@ -308,27 +308,17 @@ def _check_shapes(layout, shapes_by_key, wanted, template):
                          "after conversion): " + "; ".join(bad[:8]))
 
 
-def template_params(flow):
-    """Shapes and dtypes of ``flow``'s parameters (an abstract init; no compute)."""
-    from flowzoo.models.flowpp import model  # noqa: PLC0415  (model imports this module)
-
-    n = 2
-    batch = {"image": jax.ShapeDtypeStruct((n,) + flow.image_shape, jnp.uint8),
-             "index": jax.ShapeDtypeStruct((n,), jnp.int32)}
-    return jax.eval_shape(lambda k, b: model.fresh_init(flow, k, b), jax.random.PRNGKey(0),
-                          batch)
-
-
 class ConversionPlan:
     """What to read and how, checked against the checkpoint's names and shapes (so a
     checkpoint can be checked from its index alone): ``shapes_by_key`` maps every stored
-    variable to its shape; ``template`` is ``template_params(flow)`` if given."""
+    variable to its shape; ``template`` is the flow's abstract params
+    (``model.template_params(flow)``)."""
 
-    def __init__(self, flow, shapes_by_key, ema=False, template=None):
+    def __init__(self, flow, shapes_by_key, ema, template):
         self.layout = official_layout(flow)
         base = official_variable_names(flow)
         self.wanted = _stored_names(base, shapes_by_key, ema)
-        self.template = template_params(flow) if template is None else template
+        self.template = template
         _check_shapes(self.layout, shapes_by_key, self.wanted, self.template)
 
     def build(self, arrays: Mapping[str, Any]):
@@ -344,11 +334,12 @@ class ConversionPlan:
             treedef, [by_path[jax.tree_util.keystr(p)] for p, _ in flat])
 
 
-def official_params(flow, source, *, ema=False, template=None):
+def official_params(flow, source, *, ema=False, template):
     """flowzoo params (NumPy float32, the pytree of ``flowpp`` init) from an official
     checkpoint.  ``source``: a checkpoint prefix (the path without ``.index``) or a mapping
     name -> array (e.g. from ``tf.train.load_checkpoint`` or an ``.npz``).  ``ema``: take the
-    ``.../ExponentialMovingAverage`` shadows (what the official evaluation uses)."""
+    ``.../ExponentialMovingAverage`` shadows (what the official evaluation uses).
+    ``template``: the flow's abstract params; ``flowpp.official_params`` fills it in."""
     if isinstance(source, Mapping):
         shapes = {k: tuple(np.shape(v)) for k, v in source.items()}
         return ConversionPlan(flow, shapes, ema, template).build(source)

@@ -49,7 +49,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from flowzoo.training.model import Model, example_keys
+from flowzoo.model import Model, example_keys
 
 
 class VLAEParts(NamedTuple):

@@ -31,7 +31,7 @@ from flowzoo.models.vlae.likelihood_binary import FactorizedBernoulli, MaskedPix
 from flowzoo.models.vlae.likelihood_pixelcnnpp import CifarPixelCNNpp
 from flowzoo.models.vlae.prior_made import made_af_prior, made_iaf_posterior
 from flowzoo.models.vlae.prior_pixelcnn import pixelcnn_af_prior
-from flowzoo.training.model import Model
+from flowzoo.model import Model
 
 
 def level_scale(num_levels):

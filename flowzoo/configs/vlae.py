@@ -1,4 +1,4 @@
-"""VLAE config presets shared by experiments/configs/vlae_*.py (binary images).
+"""VLAE config assembly shared by experiments/configs/vlae_*.py (binary images).
 
 The paper's binary-image model (one set of hyperparameters for all four datasets, tuned on
 static MNIST), its training settings, and two shrinks selected by the config argument:
@@ -11,7 +11,7 @@ side).
 """
 
 from flowzoo.models.vlae.config import defaults
-from flowzoo.training.config import assemble
+from flowzoo.configs.common import assemble
 
 PAPER_IW_SAMPLES = 4096  # the paper's NLL protocol: --mode=eval --config.model.iw_samples=4096
 
