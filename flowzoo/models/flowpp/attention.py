@@ -20,7 +20,7 @@ Two layouts of the same function (``loop``):
   sharded axis would make XLA gather the whole batch on every device).
 
 ``"auto"`` (the model default) picks ``"examples"`` on CPU backends and ``"off"`` elsewhere.
-Figures: BUILD_NOTES.md (Flow++ attention); ``experiments/benchmarks/attention_layout.py``.
+Figures: docs/decisions.md#fpp-attention-loop; ``experiments/benchmarks/attention_layout.py``.
 """
 
 from __future__ import annotations
