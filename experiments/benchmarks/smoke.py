@@ -65,7 +65,7 @@ def main():
         rows.append((path.name, data, seconds, status))
         print(f"{path.name:34s} {data:5s} {seconds:6.1f} s  {status}", flush=True)
     load = os.getloadavg()[0]
-    print(f"\n| config | data | wall s (cold cache) | status |\n|---|---|---|---|")
+    print("\n| config | data | wall s (cold cache) | status |\n|---|---|---|---|")
     for name, data, seconds, status in rows:
         print(f"| `{name}:smoke` | {data} | {seconds:.1f} | {status} |")
     print(f"\n{os.cpu_count()} CPUs, load average at the end {load:.2f}")
