@@ -12,6 +12,7 @@ checkpoint (the trainer's own resume), so a killed suite continues where it stop
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pathlib
@@ -97,29 +98,34 @@ class Runner:
     """Launches the suite's commands one at a time; SIGTERM stops the current one (which
     saves a checkpoint) and then the suite, so a rerun continues."""
 
-    def __init__(self, root: pathlib.Path, env: dict | None = None, echo=print):
+    def __init__(self, root: pathlib.Path, env: dict | None = None, echo=None):
         self.root = root
         self.env = {**os.environ, **(env or {})}
-        self.echo = echo
+        self.echo = echo or functools.partial(print, flush=True)
         self._child = None
 
     def _launch(self, command: list[str], log: pathlib.Path) -> str:
-        """Runs ``python COMMAND`` from the repository root; returns its stdout; raises
-        RunFailed naming the log on a non-zero exit."""
+        """Runs ``python COMMAND`` from the repository root, its output into ``log`` and its
+        stdout (progress lines) echoed as it comes; returns its stdout; raises RunFailed
+        naming the log on a non-zero exit."""
         log.parent.mkdir(parents=True, exist_ok=True)
+        lines = []
         with open(log, "a") as out:
             out.write(f"\n$ python {' '.join(command)}\n")
             out.flush()
             self._child = subprocess.Popen([sys.executable, *command], cwd=REPO, env=self.env,
                                            stdout=subprocess.PIPE, stderr=out, text=True)
-            stdout, _ = self._child.communicate()
-            out.write(stdout)
-            code, self._child = self._child.returncode, None
+            for line in self._child.stdout:
+                lines.append(line)
+                out.write(line)
+                out.flush()
+                self.echo("    " + line.rstrip())
+            code, self._child = self._child.wait(), None
         if code == 143:
             raise KeyboardInterrupt("preempted")
         if code:
             raise RunFailed(f"`python {' '.join(command)}` exited with {code}; see {log}.")
-        return stdout
+        return "".join(lines)
 
     def _forward_sigterm(self, signum, frame):
         del frame

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from flowzoo import config_catalog
 from tests.training.helpers import MAIN, ROOT, SMOKE
 
 CONFIGS = ROOT / "experiments" / "configs"
@@ -118,3 +119,15 @@ def test_the_installed_flowzoo_command_is_the_launcher(tmp_path):
                             text=True, timeout=300, env=dict(os.environ, JAX_PLATFORMS="cpu"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert '"model": "small_flow"' in result.stdout
+
+
+def test_every_config_lists_its_presets_and_each_one_loads():
+    """--help reads each config's PRESETS; every config has :smoke, and every preset it
+    lists builds a config (a listed preset that fails to load would mislead users)."""
+    for name in config_catalog.names():
+        path = config_catalog.folder() / name
+        _, presets = config_catalog.describe(path)
+        assert "smoke" in presets, name
+        for preset in presets:
+            config = config_catalog._load(f"{path}:{preset}")
+            assert config.model.name, (name, preset)
