@@ -2,8 +2,10 @@
 (for ``--help``), and the nearest valid key for a mistyped ``--config.a.b=`` override.
 
 Configs live in ``experiments/configs/`` of a checkout.  Each file's docstring starts with a
-one-line description; its presets (``file.py:preset``) are the keys of a module-level
-``PRESETS = {"smoke": "what it is", ...}`` literal.  Both are read without importing the file.
+one-paragraph description; its presets (``file.py:preset``) are the keys of a module-level
+``PRESETS``: a literal ``{"smoke": "what it is", ...}`` (read without importing the file) or
+a mapping to the functions that apply them (the file is imported; each function's docstring
+describes it).
 """
 
 from __future__ import annotations
@@ -31,14 +33,18 @@ def names() -> list[str]:
 
 
 def describe(path: pathlib.Path) -> tuple[str, dict[str, str]]:
-    """(first docstring paragraph, presets) of one config file, read with ``ast``."""
+    """(first docstring paragraph, {preset: one-line description}) of one config file."""
     tree = ast.parse(path.read_text())
     doc = (ast.get_docstring(tree) or "").strip().split("\n\n")[0].split()
     presets = {}
     for node in tree.body:
         if (isinstance(node, ast.Assign) and len(node.targets) == 1
                 and getattr(node.targets[0], "id", None) == "PRESETS"):
-            presets = ast.literal_eval(node.value)
+            try:
+                presets = ast.literal_eval(node.value)
+            except ValueError:  # a mapping to preset functions: import the file
+                presets = {name: (fn.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+                           for name, fn in _module(path).PRESETS.items()}
     return " ".join(doc), presets
 
 
@@ -57,12 +63,17 @@ def help_text(flags_help: str) -> str:
     return "\n".join(lines + ["", "Flags:", flags_help])
 
 
-def _load(config_arg: str):
-    path, _, arg = config_arg.partition(":")
-    spec = importlib.util.spec_from_file_location("_flowzoo_config", os.path.expanduser(path))
+def _module(path):
+    spec = importlib.util.spec_from_file_location(f"_flowzoo_config_{pathlib.Path(path).stem}",
+                                                  os.path.expanduser(str(path)))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config(arg or None)
+    return module
+
+
+def _load(config_arg: str):
+    path, _, arg = config_arg.partition(":")
+    return _module(path).get_config(arg or None)
 
 
 def unknown_override(flag: str, config_arg: str, near: str | None = None) -> str:

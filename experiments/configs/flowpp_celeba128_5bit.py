@@ -11,6 +11,8 @@ the training images (the official data has no held-out split).
 
 from flowzoo.configs import flowpp as presets
 
+PRESETS = presets.PRESETS  # smoke, cpu, paper_eval (flowzoo/configs/flowpp.py)
+
 
 def get_config(arg: str | None = None):
     return presets.config("celeba128_5bit", arg, name="flowpp_celeba128_5bit.py",

@@ -9,6 +9,8 @@ do).  Evaluation runs on the training images (the official data has no held-out 
 
 from flowzoo.configs import flowpp as presets
 
+PRESETS = presets.PRESETS  # smoke, cpu, paper_eval (flowzoo/configs/flowpp.py)
+
 
 def get_config(arg: str | None = None):
     return presets.config("celeba64_3bit", arg, name="flowpp_celeba64_3bit.py",

@@ -11,6 +11,8 @@ the official schedule), EMA 0.999, clipping at 1.0 on the nats loss.  The offici
 
 from flowzoo.configs import flowpp as presets
 
+PRESETS = presets.PRESETS  # smoke, cpu, paper_eval (flowzoo/configs/flowpp.py)
+
 
 def get_config(arg: str | None = None):
     return presets.config("celeba64_5bit", arg, name="flowpp_celeba64_5bit.py",

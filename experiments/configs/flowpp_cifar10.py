@@ -28,6 +28,8 @@ evaluated and sampled the same way by loading it into a new workdir with zero tr
 
 from flowzoo.configs import flowpp as presets
 
+PRESETS = presets.PRESETS  # smoke, cpu, paper_eval (flowzoo/configs/flowpp.py)
+
 
 def get_config(arg: str | None = None):
     return presets.config("cifar10", arg, name="flowpp_cifar10.py")

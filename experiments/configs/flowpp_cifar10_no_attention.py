@@ -4,6 +4,8 @@ which has the same parameter count: 31,443,440."""
 
 from flowzoo.configs import flowpp as presets
 
+PRESETS = presets.PRESETS  # smoke, cpu, paper_eval (flowzoo/configs/flowpp.py)
+
 
 def get_config(arg: str | None = None):
     return presets.config("cifar10", arg, name="flowpp_cifar10_no_attention.py",

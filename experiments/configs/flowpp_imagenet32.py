@@ -14,6 +14,8 @@ to 3e-4, EMA 0.999222, clipping at 1.0 on the nats loss.
 
 from flowzoo.configs import flowpp as presets
 
+PRESETS = presets.PRESETS  # smoke, cpu, paper_eval (flowzoo/configs/flowpp.py)
+
 
 def get_config(arg: str | None = None):
     return presets.config("imagenet32", arg, name="flowpp_imagenet32.py",

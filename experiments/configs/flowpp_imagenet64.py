@@ -19,6 +19,8 @@ resume with ``--config.optim.learning_rate=... --allow_config_change`` to follow
 
 from flowzoo.configs import flowpp as presets
 
+PRESETS = presets.PRESETS  # smoke, cpu, paper_eval (flowzoo/configs/flowpp.py)
+
 
 def get_config(arg: str | None = None):
     return presets.config("imagenet64", arg, name="flowpp_imagenet64.py",

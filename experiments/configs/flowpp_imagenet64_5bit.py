@@ -12,6 +12,8 @@ resume with ``--config.optim.learning_rate=1e-5 --allow_config_change`` to follo
 
 from flowzoo.configs import flowpp as presets
 
+PRESETS = presets.PRESETS  # smoke, cpu, paper_eval (flowzoo/configs/flowpp.py)
+
 
 def get_config(arg: str | None = None):
     return presets.config("imagenet64", arg, name="flowpp_imagenet64_5bit.py",

@@ -3,6 +3,8 @@ another dataset.  ``flowpp_mnist.py:smoke`` is a tiny, seconds-long run used by 
 
 from flowzoo.configs import flowpp as presets
 
+PRESETS = presets.PRESETS  # smoke, cpu, paper_eval (flowzoo/configs/flowpp.py)
+
 
 def get_config(arg: str | None = None):
     return presets.config("mnist", arg, name="flowpp_mnist.py")

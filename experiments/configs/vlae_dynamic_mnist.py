@@ -5,6 +5,15 @@ Paper: test NLL 78.53 nats."""
 from flowzoo.configs import vlae as presets
 
 
+PRESETS = {
+    "paper": "the paper's final protocol: train on train (60,000; MNIST has no validation split), evaluate on test",
+    "paper_eval": ":paper with the paper's NLL: 4,096 importance samples per image, the whole "
+                  "test split, EMA weights (--mode=eval on a :paper workdir)",
+    "cpu": ":paper's protocol, 2,000 steps of batch 64 on the full model (the results suite)",
+    "smoke": "a tiny model of the same structure, a seconds-long run (tests)",
+}
+
+
 def get_config(arg: str | None = None):
     return presets.config("mnist", arg, name="vlae_dynamic_mnist.py",
                           data=dict(binarization="dynamic"))

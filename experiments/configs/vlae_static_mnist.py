@@ -7,10 +7,21 @@ bits 0.01 nats/dim.  Paper: test NLL 79.03 nats (4,096 importance samples), KL 1
         --workdir W [--config.model.pixelcnn_layers=L] [--config.model.posterior=iaf \\
         --config.model.prior=normal]
 
-The paper trains its final models on train + validation; this trains on train (50k).
+Without a preset this is the tuning protocol (train on the 50,000 training images, evaluate on
+the 10,000 validation images); ``:paper`` is the paper's final protocol (train on train +
+validation, evaluate on test) and ``:paper_eval`` its NLL evaluation (``--mode=eval``).
 """
 
 from flowzoo.configs import vlae as presets
+
+
+PRESETS = {
+    "paper": "the paper's final protocol: train on train+valid (50,000 + 10,000), evaluate on test",
+    "paper_eval": ":paper with the paper's NLL: 4,096 importance samples per image, the whole "
+                  "test split, EMA weights (--mode=eval on a :paper workdir)",
+    "cpu": ":paper's protocol, 2,000 steps of batch 64 on the full model (the results suite)",
+    "smoke": "a tiny model of the same structure, a seconds-long run (tests)",
+}
 
 
 def get_config(arg: str | None = None):

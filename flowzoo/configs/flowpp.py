@@ -42,25 +42,28 @@ def flowpp_training(c):
 
 
 def smoke(c):
-    """A tiny model of the same structure and a seconds-long run (tests)."""
+    """A tiny Flow++ (variational dequantizer, mixture couplings, gated convs with attention;
+    one group of two steps, no squeeze) and a 20-step run: about 55-60 s on 2 CPU cores with
+    a cold compilation cache (most of it compiling), a few seconds with a warm one
+    (docs/benchmarks.md#smoke)."""
     m = c.model
     m.filters = 8
     m.blocks = 1
     m.num_components = 4
     m.num_heads = 2
-    m.layout = "stripe:1,squeeze,channel:1,stripe:1"
+    m.layout = "stripe:2"
     m.dequant_filters = 8
     m.dequant_blocks = 1
-    m.dequant_steps = 2
+    m.dequant_steps = 1
     m.dequant_context_filters = 8
     m.dequant_context_blocks = 1
-    m.iw_samples = 4
+    m.iw_samples = 2
     m.iw_chunk = 2
     c.train.batch_size = 16
     c.train.num_steps = 20
     c.train.init_batch_size = 128
     c.train.log_every = 5
-    c.train.eval_every = 10
+    c.train.eval_every = 20  # the final evaluation only
     c.train.checkpoint_every = 10
     c.optim.learning_rate = 2e-3
     c.optim.warmup_steps = 5

@@ -1,26 +1,42 @@
 """VLAE config assembly shared by experiments/configs/vlae_*.py (binary images).
 
 The paper's binary-image model (one set of hyperparameters for all four datasets, tuned on
-static MNIST), its training settings, and two shrinks selected by the config argument:
-``:smoke`` (a tiny, seconds-long run for tests) and ``:cpu`` (the full architecture for 2,000
-steps, a run sized for a 2-core CPU; its wall time is the ``train_and_evaluate`` run of
-``experiments/main.py --config experiments/configs/vlae_static_mnist.py:cpu``, recorded in the
-benchmarks document).  The PixelCNN depth, which sets the decoder's receptive field, is
-``--config.model.pixelcnn_layers=L`` (L masked 3x3 layers: L rows above, L columns either
-side).
+static MNIST) and its training settings, then a preset named by the config argument:
+
+- (none): the tuning protocol: train on ``train``, evaluate on ``validation`` (on ``test``
+  for datasets without one: dynamic MNIST, OMNIGLOT);
+- ``:paper``: the paper's final protocol: train on ``train+valid`` (static MNIST 50,000 +
+  10,000, Caltech-101 Silhouettes 4,100 + 2,264; ``train`` where there is no validation
+  split), evaluate on ``test``;
+- ``:paper_eval``: ``:paper`` with the paper's NLL evaluation: :data:`PAPER_IW_SAMPLES`
+  importance samples per image over the whole test split (the trainer always evaluates the
+  EMA weights); ``--mode=eval`` on a workdir trained with ``:paper``;
+- ``:cpu``: ``:paper`` shrunk to a run sized for a 2-core CPU (the results suite,
+  ``experiments/reproduce.py``); ``:smoke``: a tiny, seconds-long run for tests.
+
+Free bits: every preset uses ``free_bits_grouping="per_group"`` with one group per latent
+element (0.01 nats/dim x 784 / 64 = 0.1225 nats each), as the IAF code that VLAE builds on
+floors each group's batch-mean KL; a single floor on the total (``total``, 7.84 nats) is
+inactive once the KL passes 7.84 nats, well below the paper's ~13.  The PixelCNN depth,
+which sets the decoder's receptive field, is ``--config.model.pixelcnn_layers=L`` (L masked
+3x3 layers: L rows above, L columns either side).
 """
 
+from flowzoo.data import DATASETS
 from flowzoo.models.vlae.config import defaults
 from flowzoo.configs.common import assemble
 
-PAPER_IW_SAMPLES = 4096  # the paper's NLL protocol: --mode=eval --config.model.iw_samples=4096
+PAPER_IW_SAMPLES = 4096  # the paper's NLL protocol on the binary datasets
+PAPER_IW_SAMPLES_CIFAR = 512  # ... and on CIFAR-10 (experiments/configs/vlae_cifar10.py)
 
 
 def vlae_model(c):
     """Fills ``c.model`` with the paper's binary-image VLAE (every key, so overrides from the
-    command line work on a locked config)."""
+    command line work on a locked config); free bits per latent element (module docstring)."""
     for key, value in defaults("binary").items():
         c.model[key] = value
+    c.model.free_bits_grouping = "per_group"
+    c.model.free_bits_group_size = 1
 
 
 def vlae_training(c):
@@ -40,6 +56,26 @@ def vlae_training(c):
     c.optim.ema_decay = 0.998
     c.eval.batch_size = 100
     c.eval.num_samples = 64
+    has_validation = "validation" in DATASETS[c.data.name].splits
+    c.data.train_split = "train"
+    c.data.eval_split = "validation" if has_validation else "test"
+
+
+def paper(c):
+    """The paper's final protocol: train on train + validation, evaluate on test."""
+    has_validation = "validation" in DATASETS[c.data.name].splits
+    c.data.train_split = "train+valid" if has_validation else "train"
+    c.data.eval_split = "test"
+
+
+def paper_eval(c):
+    """``paper`` with the paper's evaluation: 4,096 importance samples per test image, the
+    whole test split, the EMA weights (the trainer evaluates those)."""
+    paper(c)
+    c.model.iw_samples = PAPER_IW_SAMPLES
+    c.model.iw_chunk = 32  # 32 x eval.batch_size images per forward pass
+    c.eval.batch_size = 100
+    c.eval.max_examples = None
 
 
 def smoke(c):
@@ -72,8 +108,10 @@ def smoke(c):
 
 
 def cpu(c):
-    """The full architecture for 2,000 steps of batch 64 (sized for 2 CPU cores); evaluates
-    the EMA params on the first 1,000 test images with 32 importance samples."""
+    """``paper``'s protocol and the full architecture for 2,000 steps of batch 64 (sized for
+    2 CPU cores); evaluates the EMA params on a fixed 1,000 test images with 32 importance
+    samples."""
+    paper(c)
     c.train.batch_size = 64
     c.train.num_steps = 2_000
     c.train.log_every = 100
@@ -87,11 +125,11 @@ def cpu(c):
     c.eval.num_samples = 16
 
 
-PRESETS = {"smoke": smoke, "cpu": cpu}
+PRESETS = {"smoke": smoke, "cpu": cpu, "paper": paper, "paper_eval": paper_eval}
 
 
 def config(dataset: str, arg, *, name: str, model=None, train=None, optim=None, data=None):
-    """The paper's settings on ``dataset``, then the given overrides, then ``:smoke``/``:cpu``."""
+    """The paper's settings on ``dataset``, then the given overrides, then the preset."""
     return assemble(dataset, arg, name=name, defaults=(vlae_model, vlae_training),
                     presets=PRESETS,
                     overrides=dict(model=model, train=train, optim=optim, data=data))

@@ -5,7 +5,7 @@ SplitMix64 finalizer; pixel ``j`` of that example draws ``r = mix(key + (j + 1) 
 a uniform 32-bit integer, and becomes 1 iff ``r * (L - 1) < x * 2**32`` -- a Bernoulli draw with
 probability ``x / (L - 1)`` (exactly 0 for x = 0 and exactly 1 for x = L - 1; within 2**-32
 otherwise).  So a draw depends only on its key and the pixel, never on batch composition,
-process count or call order, and it is vectorized (a 64-image MNIST batch in ~1 ms).
+process count or call order, and it is vectorized.
 """
 
 from __future__ import annotations

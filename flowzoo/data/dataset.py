@@ -110,12 +110,35 @@ def info(name: str) -> DatasetInfo:
     return DATASETS[name]
 
 
+SPLIT_ALIASES = {"valid": "validation"}  # the official .amat files' name for it
+
+
 def check_split(name: str, split: str) -> None:
-    """Raises ValueError unless ``split`` is one of the dataset's split names."""
+    """Raises ConfigError unless ``split`` is one of the dataset's split names."""
     splits = info(name).splits
     if split not in splits:
         raise ConfigError(f"Dataset {name!r} has no split {split!r}; valid splits: "
                          f"{', '.join(splits)}.")
+
+
+def split_parts(name: str, split: str) -> tuple[str, ...]:
+    """The splits a split name stands for: ``"train"`` -> ("train",); a union such as
+    ``"train+valid"`` (the paper protocol's final training set) -> ("train", "validation"),
+    in that order ("valid" is accepted for "validation").  ConfigError for an unknown part,
+    a part given twice, or a validation part on a dataset that has none."""
+    parts = tuple(SPLIT_ALIASES.get(p.strip(), p.strip()) for p in str(split).split("+"))
+    splits = info(name).splits
+    if len(parts) > 1 and "validation" in parts and "validation" not in splits:
+        raise ConfigError(
+            f"Dataset {name!r} has no validation split, so it cannot load {split!r}; its "
+            f"splits: {', '.join(splits)}. Train on 'train' (e.g. "
+            f"--config.data.train_split=train).")
+    if len(set(parts)) != len(parts):
+        raise ConfigError(f"Split {split!r} names a split twice; write each once, e.g. "
+                          f"'train+valid'.")
+    for part in parts:
+        check_split(name, part)
+    return parts
 
 
 def reduce_bits(ds: ImageDataset, num_bits: int | None) -> ImageDataset:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from flowzoo.data import embedded, files, tfds_source
-from flowzoo.data.dataset import ImageDataset, check_split, info, reduce_bits
+from flowzoo.data.dataset import ImageDataset, info, reduce_bits, split_parts
 
 SOURCES = ("auto", "files", "tfds", "embedded")
 
@@ -15,7 +17,10 @@ def load(name: str, split: str, *, source: str = "auto", data_dir=None, manual_d
     Args:
       name: a key of ``DATASETS`` ("digits", "mnist", "binarized_mnist",
         "caltech101_silhouettes", "omniglot", "cifar10", "imagenet32", "imagenet64").
-      split: "train", "validation" (where the dataset has one) or "test".
+      split: "train", "validation" (where the dataset has one) or "test", or a union of
+        them joined by "+" and loaded in that order: "train+valid" (or "train+validation"),
+        the training set of the VLAE paper's final runs (50,000 + 10,000 images of static
+        binarized MNIST); the dataset's ``split`` is then "train+validation".
       source: "embedded" (digits only), "files" (the official files in ``data_dir``), "tfds"
         (tensorflow-datasets), or "auto": embedded for digits; otherwise the files when
         ``data_dir`` (default ``$FLOWZOO_DATA_DIR``) holds them, else tfds.
@@ -29,20 +34,29 @@ def load(name: str, split: str, *, source: str = "auto", data_dir=None, manual_d
         ``num_levels = 2**num_bits``); ValueError for data that is not 8-bit.
 
     Raises:
-      ValueError: unknown dataset, split or source.
+      ValueError: unknown dataset, split or source (a ConfigError names the valid ones;
+        also for "train+valid" on a dataset without a validation split).
       DataNotFoundError (a FileNotFoundError): the data is nowhere; the message lists every
         place looked and how to provide the data.
     """
     spec = info(name)
-    check_split(name, split)
+    parts = split_parts(name, split)
     if source not in SOURCES:
         raise ValueError(f"Unknown source {source!r}; valid sources: {', '.join(SOURCES)}.")
     if source != "auto" and source not in spec.sources:
         raise ValueError(f"Dataset {name!r} cannot be loaded from source {source!r}; its "
                          f"sources: {', '.join(spec.sources)} (or 'auto').")
+    if len(parts) > 1:  # every part from the same source, then one array in split order
+        if source == "auto":
+            source = _auto_source(name, parts, data_dir)
+        loaded = [load(name, part, source=source, data_dir=data_dir, manual_dir=manual_dir,
+                       num_bits=num_bits) for part in parts]
+        return ImageDataset(name, "+".join(parts), np.concatenate([d.images for d in loaded]),
+                            loaded[0].num_levels)
+    split = parts[0]
     auto = source == "auto"
     if auto:
-        source = _auto_source(name, split, data_dir)
+        source = _auto_source(name, parts, data_dir)
 
     if source == "embedded":
         ds = embedded.load_digits(split)
@@ -58,11 +72,13 @@ def load(name: str, split: str, *, source: str = "auto", data_dir=None, manual_d
     return reduce_bits(ds, num_bits)
 
 
-def _auto_source(name: str, split: str, data_dir) -> str:
+def _auto_source(name: str, parts: tuple[str, ...], data_dir) -> str:
+    """embedded where it is; else the files when every part's file is local; else tfds."""
     sources = info(name).sources
     if "embedded" in sources:
         return "embedded"
-    if "files" in sources and (files.find(name, split, files.resolve_data_dir(data_dir))
+    local = files.resolve_data_dir(data_dir)
+    if "files" in sources and (all(files.find(name, p, local) for p in parts)
                                or "tfds" not in sources):
         return "files"  # files-only datasets report the missing files themselves
     return "tfds"

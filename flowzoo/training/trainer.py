@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
 
 import jax
 import jax.numpy as jnp
@@ -63,6 +64,8 @@ def train_and_evaluate(config, workdir, *, build_model,
     cfg = config.train
     checkpointer = Checkpointer(root, save_every=cfg.checkpoint_every, keep=cfg.keep_checkpoints)
     progress = _Progress()
+    chrono = metrics_lib.Chrono()
+    start_up = time.perf_counter()
     run = writer = None
     try:
         with stop or preemption.StopSignal() as stop:
@@ -81,7 +84,8 @@ def train_and_evaluate(config, workdir, *, build_model,
                     writer.write_text(0, "config", "```\n" + config.to_json_best_effort(
                         indent=2) + "\n```")
                 stop.check()
-                summary |= _train_loop(run, checkpointer, writer, stop, progress)
+                chrono.totals["start-up"] = time.perf_counter() - start_up
+                summary |= _train_loop(run, checkpointer, writer, stop, progress, chrono)
             except preemption.Preempted:
                 pass
             if progress.phase != "done":
@@ -107,9 +111,8 @@ def _profile_range(text: str):
     return (first, last) if 1 <= first <= last else None
 
 
-def _train_loop(run, checkpointer, writer, stop, progress: _Progress) -> dict:
+def _train_loop(run, checkpointer, writer, stop, progress: _Progress, chrono) -> dict:
     cfg = run.config.train
-    chrono = metrics_lib.Chrono()
     console = metrics_lib.Progress(cfg.num_steps, cfg.batch_size, run.model.loss_unit, chrono,
                                    progress.start_step)
     skipped = host_int(run.parallel.get_state(progress.state).nonfinite_total)

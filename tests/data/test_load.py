@@ -56,6 +56,32 @@ def test_auto_uses_files_then_env(data_dir, monkeypatch):
     np.testing.assert_array_equal(explicit.images, from_env.images)
 
 
+@pytest.mark.parametrize("name, sizes", [("binarized_mnist", (50000, 10000)),
+                                         ("caltech101_silhouettes", (4100, 2264))])
+def test_train_plus_validation_is_both_splits_in_order(data_dir, name, sizes):
+    """The VLAE paper's final training set: train then validation, one array."""
+    both = data.load(name, "train+valid", data_dir=data_dir)
+    train = data.load(name, "train", data_dir=data_dir)
+    valid = data.load(name, "validation", data_dir=data_dir)
+    assert (len(train), len(valid)) == sizes
+    assert (both.name, both.split, len(both)) == (name, "train+validation", sum(sizes))
+    np.testing.assert_array_equal(both.images[:sizes[0]], train.images)
+    np.testing.assert_array_equal(both.images[sizes[0]:], valid.images)
+    assert both.num_levels == 2 and not both.images.flags.writeable
+    spelled_out = data.load(name, "train+validation", source="files", data_dir=data_dir)
+    np.testing.assert_array_equal(spelled_out.images, both.images)
+
+
+def test_split_unions_without_a_validation_split_fail_naming_the_fix():
+    for name in ("mnist", "omniglot", "digits"):
+        with pytest.raises(ValueError, match=f"{name}' has no validation split.*train_split"):
+            data.load(name, "train+valid")
+    with pytest.raises(ValueError, match="names a split twice"):
+        data.load("binarized_mnist", "train+train")
+    with pytest.raises(ValueError, match="no split 'tset'"):
+        data.load("binarized_mnist", "train+tset")
+
+
 def test_digits_embedded(no_env):
     from sklearn.datasets import load_digits
 
@@ -69,7 +95,7 @@ def test_digits_embedded(no_env):
 
 def test_bad_names():
     with pytest.raises(ValueError, match="valid splits: train, validation, test"):
-        data.load("binarized_mnist", "valid")
+        data.load("binarized_mnist", "val")
     with pytest.raises(ValueError, match="valid splits: train, test"):
         data.load("mnist", "validation")
     with pytest.raises(ValueError, match="known datasets: digits, mnist"):

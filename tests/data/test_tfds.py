@@ -71,6 +71,15 @@ def test_caltech_builder_finds_the_file_in_a_manual_dir_subfolder(data_dir, tmp_
     np.testing.assert_array_equal(via_tfds.images, via_files.images)
 
 
+def test_train_plus_validation_through_tfds(data_dir, tmp_path):
+    """The union loads through TFDS too: the same 6,364 images as the files, in order."""
+    via_tfds = data.load("caltech101_silhouettes", "train+valid", source="tfds",
+                         data_dir=tmp_path, manual_dir=data_dir)
+    via_files = data.load("caltech101_silhouettes", "train+valid", data_dir=data_dir)
+    assert via_tfds.split == "train+validation" and len(via_tfds) == 4100 + 2264
+    np.testing.assert_array_equal(via_tfds.images, via_files.images)
+
+
 def test_omniglot_builder_on_a_generated_chardata(tmp_path):
     """Only a generated file of the real structure (the real one was not available)."""
     manual = tmp_path / "manual"

@@ -132,8 +132,10 @@ def _data_dir():
 
 @pytest.fixture(scope="module")
 def mnist_run(tmp_path_factory):
-    """A short smoke run on real MNIST through the trainer; returns the config, workdir,
-    summary and the trained state (restored from its checkpoint without compiling init)."""
+    """A short smoke run on real MNIST through the trainer, with the multi-scale layout of the
+    official model (squeeze and channel split; the :smoke preset itself has one group);
+    returns the config, workdir, summary and the trained state (restored from its checkpoint
+    without compiling init)."""
     data_dir = _data_dir()
     workdir = tmp_path_factory.mktemp("flowpp_mnist")
     config = _config("flowpp_mnist", "smoke")
@@ -141,6 +143,7 @@ def mnist_run(tmp_path_factory):
         config.data.data_dir = data_dir
         config.data.source = "files"
         config.parallel = "jit"
+        config.model.layout = "stripe:1,squeeze,channel:1,stripe:1"
         config.train.num_steps = 20
         config.train.log_every = 1
         config.train.eval_every = 1000

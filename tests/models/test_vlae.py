@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from flowzoo import data, experiment
+from flowzoo.configs import vlae as presets_vlae
 from flowzoo.models import vlae
 from flowzoo.models.vlae import likelihood_binary as pixelcnn, prior_made
 from flowzoo.models.vlae.flows import flow_steps
@@ -275,6 +276,76 @@ def test_free_bits_floor_the_kl_and_the_true_kl_is_logged():
     np.testing.assert_allclose(loss0, metrics0["neg_elbo_nats"], rtol=1e-6)
 
 
+def test_free_bits_floor_the_batch_mean_not_each_example():
+    """Known KLs where a per-example floor and a batch-mean floor differ."""
+    # total: examples at 2 and 12 nats, lambda 7.84: the batch mean 7 is floored -> 7.84
+    # (a per-example floor would give (7.84 + 12) / 2 = 9.92).
+    np.testing.assert_allclose(vlae.free_bits_total(jnp.array([2.0, 12.0]), 7.84), 7.84)
+    np.testing.assert_allclose(vlae.free_bits_total(jnp.array([6.0, 12.0]), 7.84), 9.0)
+    kl = jnp.array([[0.5, 0.0, 0.2, 0.05], [-0.1, 0.1, 0.2, 0.15]])  # (B=2, L=4) nats
+    # Groups of 1, lambda 0.49 -> 0.1225 per element (7.84 nats over 64 latents, scaled):
+    # batch means (0.2, 0.05, 0.2, 0.1) -> (0.2, 0.1225, 0.2, 0.1225).  Per example: 0.77.
+    np.testing.assert_allclose(vlae.free_bits_per_group(kl, 0.49, 1), 0.645, rtol=1e-6)
+    # Groups of 2 (share 0.245): group means (0.25, 0.3), both above their share.
+    np.testing.assert_allclose(vlae.free_bits_per_group(kl, 0.49, 2), 0.55, rtol=1e-6)
+    np.testing.assert_allclose(vlae.free_bits_per_group(kl, 1.2, 2), 0.6 + 0.6, rtol=1e-6)
+    assert 0.01 * 784 / 64 == 0.1225  # the paper's budget per latent element
+
+
+@pytest.mark.parametrize("prior, posterior", [("af", "diag"), ("normal", "iaf")])
+def test_per_group_free_bits_loss_on_separately_computed_element_kls(prior, posterior):
+    """The per_group loss is mean(recon) + sum_i max(0.1225, mean_B kl_i) on 64 latents, with
+    kl_i = log N(z_0i; mean_i, std_i) - log N(u_i; 0, 1) built here from the parts (z_0 the
+    documented draw, u = the AF prior's flow at z); the elements sum to the ELBO's KL."""
+    batch = _real_batch(16, offset=300)
+    cfg = _tiny(latent=64, prior=prior, posterior=posterior, free_bits=0.01,
+                free_bits_grouping="per_group")
+    m = experiment.build_model(cfg, (28, 28, 1), 2)
+    parts = vlae.make_parts(cfg, (28, 28, 1), 2)
+    params = _perturb(jax.jit(m.init)(jax.random.PRNGKey(11), batch), jax.random.PRNGKey(12),
+                      0.05)
+    key = jax.random.PRNGKey(13)
+    mean, log_std, context = parts.encoder.apply(params["encoder"],
+                                                 parts.x_scale(batch["image"]))
+    eps = jax.vmap(lambda k, m: jax.random.normal(k, m.shape[-1:], m.dtype))(
+        jax.vmap(lambda i: jax.random.fold_in(key, i))(batch["index"]), mean)
+    z0 = mean + jnp.exp(log_std) * eps
+    z = z0 if posterior == "diag" else parts.posterior.flow.forward(
+        params["posterior"], z0, context=context)[0]
+    u = z if prior == "normal" else parts.prior.bijector.forward(params["prior"]["bijector"],
+                                                                  z)[0]
+    log_q = -0.5 * eps ** 2 - log_std - 0.5 * np.log(2 * np.pi)
+    kl = log_q - (-0.5 * u ** 2 - 0.5 * np.log(2 * np.pi))  # (16, 64)
+    recon, kl_model = jax.jit(lambda p: vlae.kl_per_element(parts, p, batch, key))(params)
+    np.testing.assert_allclose(kl_model, kl, rtol=1e-4, atol=1e-4)
+    recon_total, kl_total = jax.jit(lambda p: vlae.elbo_terms(parts, p, batch, key))(params)
+    np.testing.assert_allclose(recon, recon_total, rtol=1e-5)
+    np.testing.assert_allclose(jnp.sum(kl_model, -1), kl_total, rtol=1e-4, atol=1e-3)
+    means = jnp.mean(kl, axis=0)
+    assert 0 < int(jnp.sum(means < 0.1225)) < 64  # some elements floored, some not
+    loss, metrics = jax.jit(m.loss)(params, batch, key)
+    np.testing.assert_allclose(loss, jnp.mean(recon) + jnp.sum(jnp.maximum(0.1225, means)),
+                               rtol=1e-5)
+    np.testing.assert_allclose(metrics["kl_nats"], jnp.mean(jnp.sum(kl, -1)), rtol=1e-4,
+                               atol=1e-3)  # the true KL is logged, not the floored one
+    total = experiment.build_model(_tiny(latent=64, prior=prior, posterior=posterior,
+                                         free_bits=0.01), (28, 28, 1), 2)
+    loss_total, _ = jax.jit(total.loss)(params, batch, key)
+    np.testing.assert_allclose(loss_total, jnp.mean(recon) + jnp.maximum(
+        7.84, jnp.mean(jnp.sum(kl, -1))), rtol=1e-5)
+
+
+def test_per_group_free_bits_settings_fail_naming_the_fix():
+    with pytest.raises(ValueError, match="must divide config.model.latent=6"):
+        experiment.build_model(_tiny(free_bits_grouping="per_group", free_bits_group_size=4),
+                               (28, 28, 1), 2)
+    with pytest.raises(ValueError, match="posterior_mean_only=True"):
+        experiment.build_model(_tiny(free_bits_grouping="per_group", posterior_mean_only=False),
+                               (28, 28, 1), 2)
+    with pytest.raises(ValueError, match="free_bits_grouping must be one of"):
+        experiment.build_model(_tiny(free_bits_grouping="groups"), (28, 28, 1), 2)
+
+
 def test_band_sampling_equals_full_network_sampling():
     m, params = _tiny_model_and_params()
     parts = vlae.make_parts(_tiny(), (28, 28, 1), 2)
@@ -364,6 +435,44 @@ def test_configs_describe(name):
     assert full.model.pixelcnn_share_weights == (name == "vlae_static_mnist")
     with pytest.raises(ValueError, match="smoke"):
         _config(name, "tiny")
+
+
+PAPER_SPLITS = {"vlae_static_mnist": ("train+valid", "validation", 60_000),
+                "vlae_caltech": ("train+valid", "validation", 4_100 + 2_264),
+                "vlae_dynamic_mnist": ("train", "test", 60_000),
+                "vlae_omniglot": ("train", "test", None)}  # no chardata.mat here
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_paper_presets_follow_the_papers_protocol(name):
+    """Tuning (no preset): train, evaluate on validation where there is one; :paper: the final
+    training set, test; :paper_eval: :paper's model and data with 4,096 IW samples on the
+    whole test split; every preset floors each latent element's KL at 0.1225 nats."""
+    train_split, tuning_eval, size = PAPER_SPLITS[name]
+    tuning, paper, paper_eval = (_config(name, arg) for arg in (None, "paper", "paper_eval"))
+    assert (tuning.data.train_split, tuning.data.eval_split) == ("train", tuning_eval)
+    assert (paper.data.train_split, paper.data.eval_split) == (train_split, "test")
+    assert paper_eval.data.to_dict() == paper.data.to_dict()
+    assert paper_eval.model.iw_samples == 4096 == presets_vlae.PAPER_IW_SAMPLES
+    assert paper_eval.eval.max_examples is None  # the whole test split
+    changed = {k for k in paper.model if paper.model[k] != paper_eval.model[k]}
+    assert changed == {"iw_samples", "iw_chunk"}  # it evaluates a :paper workdir as trained
+    for c in (tuning, paper, paper_eval, _config(name, "cpu"), _config(name, "smoke")):
+        assert (c.model.free_bits_grouping, c.model.free_bits_group_size) == ("per_group", 1)
+    assert _config(name, "cpu").data.train_split == train_split
+    root = os.environ.get("FLOWZOO_DATA_DIR")
+    if size and root:  # the split the paper preset trains on, from the real files
+        images = data.load(paper.data.name, paper.data.train_split, data_dir=root)
+        assert len(images) == size
+
+
+def test_cifar_paper_eval_is_512_samples_on_the_whole_test_split():
+    cifar = importlib.import_module("experiments.configs.vlae_cifar10")
+    c = cifar.get_config("rf7x4,paper_eval")
+    assert c.model.iw_samples == 512 == presets_vlae.PAPER_IW_SAMPLES_CIFAR
+    assert c.eval.max_examples is None and 10_000 % c.eval.batch_size == 0
+    assert (c.data.train_split, c.data.eval_split) == ("train", "test")
+    assert c.model.receptive_field == (7, 4)
 
 
 def test_smoke_config_trains_on_real_binarized_mnist(tmp_path):

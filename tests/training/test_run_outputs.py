@@ -93,7 +93,7 @@ def test_progress_lines_time_training_alone(smoke_run):
     lines = [l for l in stdout.splitlines() if l.startswith("step ")]
     assert len(lines) == 4 and all(" img/s  ETA " in l and "?" not in l for l in lines)
     assert "cpu: 1 x cpu" in stdout and "small_flow with 2,401 parameters" in stdout
-    assert "Time: compilation" in stdout and "evaluation" in stdout
+    assert "Time: start-up" in stdout and "compilation" in stdout and "evaluation" in stdout
 
 
 def test_chrono_excludes_timed_phases_from_training():

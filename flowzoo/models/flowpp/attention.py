@@ -24,7 +24,7 @@ Two layouts of the same function (``loop``):
 Precision: q, k, v in bfloat16 (``config.model.compute_dtype``) give float32 logits
 (float32 accumulation), a float32 softmax and log-normaliser, bfloat16 weights in the
 weighted sum of v (float32 accumulation), and a bfloat16 output; the backward pass the same.
-Figures: BUILD_NOTES.md (Flow++ attention); ``experiments/benchmarks/attention_layout.py``.
+Figures: docs/decisions.md#fpp-attention-loop; ``experiments/benchmarks/attention_layout.py``.
 """
 
 from __future__ import annotations

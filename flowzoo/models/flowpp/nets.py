@@ -51,11 +51,11 @@ DROPOUT_MASK = "flowpp_dropout_mask"
 GATED_CONV_HIDDEN = "flowpp_gated_conv_hidden"
 # Rematerialised blocks keep their dropout masks (one byte per element) rather than draw
 # them again in the backward pass: every random-bit generator site is several LLVM modules
-# of threefry rounds in a CPU compile (BUILD_NOTES.md, Flow++ compile time).  They also keep
+# of threefry rounds in a CPU compile (docs/decisions.md#fpp-dropout-masks).  They also keep
 # the looped attention's output and log-normaliser (attention.py), so the backward pass does
 # not run the attention forward again, and the gated conv's hidden layer (the output of its
 # 3x3 conv, F channels: the block's most expensive op, two thirds of what the backward pass
-# would otherwise recompute, for 0.2 GiB at batch 16 in the official model).
+# would otherwise recompute; docs/decisions.md#fpp-remat-hidden).
 REMAT_POLICY = jax.checkpoint_policies.save_only_these_names(
     DROPOUT_MASK, ATTENTION_OUTPUT, GATED_CONV_HIDDEN)
 
@@ -102,7 +102,8 @@ def conv_same(x, kernel):
     """``conv_nhwc`` with hand-written gradients: kh*kw matmuls for the kernel and a plain
     forward convolution with the flipped kernel for the input.  Same values as autodiff.  Why:
     inside a while loop (``nn.scan`` over blocks) XLA's CPU backend runs the kernel gradient
-    that autodiff emits 10-20x slower than outside one (BUILD_NOTES.md, Flow++ speed).
+    that autodiff emits several times slower than outside one (experiments/benchmarks/
+    conv_in_scan.py; docs/decisions.md#fpp-conv-same).
     Being a ``custom_vjp``, it supports reverse mode only: use ``jax.jacrev``, not
     ``jax.jacfwd``, for Jacobians through a Flow++ conditioner.  Odd kernel sizes only (the
     backward pass pads k // 2 on each side; ``_conv`` checks)."""
@@ -117,8 +118,8 @@ def _kernel_gradient(x, dy, kh, kw):
     """d kernel (kh, kw, I, O) of ``conv_nhwc(x, kernel)``: kh*kw matmuls, each of one side
     against a shifted window of the other.  A window is a copy, so the side with fewer
     channels is the one shifted: for the blocks' 3x3 conv (I = 2F in, O = F out) that halves
-    the copying, and the gradient took 17-21 ms instead of 38-41 ms (official model, batch 16,
-    full resolution; BUILD_NOTES.md)."""
+    the copying (measured by experiments/benchmarks/flowpp.py;
+    docs/decisions.md#fpp-conv-same-narrow)."""
     h, w = x.shape[1], x.shape[2]
     ph, pw = kh // 2, kw // 2
     pad = ((0, 0), (ph, ph), (pw, pw), (0, 0))

@@ -7,8 +7,9 @@ autoregressive-flow prior, in two families (``model`` lists the role modules of 
 """
 
 from flowzoo.models.vlae.config import defaults, settings
-from flowzoo.models.vlae.core import Objective, VLAEParts, elbo_terms, iw_nll
+from flowzoo.models.vlae.core import (Objective, VLAEParts, elbo_terms, free_bits_per_group,
+                                     free_bits_total, iw_nll, kl_per_element)
 from flowzoo.models.vlae.model import build, make_parts, objective
 
-__all__ = ["Objective", "VLAEParts", "build", "defaults", "elbo_terms", "iw_nll",
-           "make_parts", "objective", "settings"]
+__all__ = ["Objective", "VLAEParts", "build", "defaults", "elbo_terms", "free_bits_per_group",
+           "free_bits_total", "iw_nll", "kl_per_element", "make_parts", "objective", "settings"]

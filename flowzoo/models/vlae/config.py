@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import difflib
 
+from flowzoo.errors import ConfigError
+
 COMMON_DEFAULTS = dict(
     name="vlae",
     family="binary",  # "binary" | "cifar" (module docstring)
@@ -22,6 +24,9 @@ COMMON_DEFAULTS = dict(
 )
 
 BINARY_DEFAULTS = dict(
+    # Hard free bits on the total KL ("total") or on each group of free_bits_group_size
+    # latent elements at its share of the budget ("per_group", the IAF code's; core.py).
+    free_bits_grouping="total", free_bits_group_size=1,
     channels=(16, 32, 32), blocks_between=1, hidden=450, latent=64, features=4,
     residual_scale=0.1, likelihood="pixelcnn", pixelcnn_layers=6, pixelcnn_filters=12,
     pixelcnn_share_weights=False, prior="af", prior_steps=4, prior_hidden=640,
@@ -56,7 +61,7 @@ FAMILY_DEFAULTS = {"binary": BINARY_DEFAULTS, "cifar": CIFAR_DEFAULTS}
 CHOICES = {
     "common": dict(family=tuple(FAMILY_DEFAULTS), decompress_z=("mean", "sample")),
     "binary": dict(likelihood=("pixelcnn", "bernoulli"), prior=("af", "normal"),
-                   posterior=("diag", "iaf")),
+                   posterior=("diag", "iaf"), free_bits_grouping=("total", "per_group")),
     "cifar": dict(block=("resnet", "densenet")),
 }
 _LENGTHS = {"cifar": dict(channels=3, blocks=3, growth=3, receptive_field=2)}
@@ -100,4 +105,23 @@ def settings(model_config) -> dict:
                          f"{cfg['iw_samples']} and {cfg['iw_chunk']}.")
     if float(cfg["free_bits"]) < 0:
         raise ValueError(f"config.model.free_bits must be >= 0, got {cfg['free_bits']}.")
+    if family == "binary" and cfg["free_bits_grouping"] == "per_group":
+        _check_groups(cfg)
     return cfg
+
+
+def _check_groups(cfg):
+    """Per-group free bits split the KL into per-element shares, defined for volume-
+    preserving (mean-only) flows, and need groups that tile the latent."""
+    size, latent = int(cfg["free_bits_group_size"]), int(cfg["latent"])
+    if size < 1 or latent % size:
+        raise ConfigError(f"config.model.free_bits_group_size={size} must divide "
+                          f"config.model.latent={latent} (e.g. 1, the IAF code's one group "
+                          f"per latent element).")
+    for role, flow in (("prior", "af"), ("posterior", "iaf")):
+        if cfg[role] == flow and not cfg[f"{role}_mean_only"]:
+            raise ConfigError(
+                f"free_bits_grouping='per_group' splits the KL per latent element, which "
+                f"needs volume-preserving flows, but {role}={flow!r} has "
+                f"{role}_mean_only=False; set --config.model.{role}_mean_only=True or "
+                f"--config.model.free_bits_grouping=total.")

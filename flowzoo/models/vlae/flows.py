@@ -28,6 +28,8 @@ import jax
 from flowzoo.bijectors import Bijector, Chain, Invert, MaskedAutoregressiveAffine, ScanChain
 from flowzoo.distributions import Normal, StandardNormal, TransformedDistribution
 
+_PER_ELEMENT_NORMAL = StandardNormal(())  # N(0, 1) with no event axes: one value per element
+
 
 def alternating_flow(conditioner, steps: int, event_ndims: int, shift_only: bool) -> Bijector:
     """``steps`` MAA steps with ``conditioner``, orders alternating (module docstring)."""
@@ -59,6 +61,19 @@ def flow_steps(flow: Bijector, params) -> list:
                 for s in flow_steps(flow.step, jax.tree.map(lambda a, i=i: a[i], params))]
     raise TypeError(f"flow_steps: {type(flow).__name__} is not a MaskedAutoregressiveAffine "
                     f"or a Chain/ScanChain of them.")
+
+
+def log_prob_per_element(prior, params, z):
+    """log p(z) per latent element, shaped like ``z``, for N(0, I) or a volume-preserving
+    (mean-only) AF prior: the standard normal density of each element of u = flow(z), whose
+    log-det is 0; the elements sum to ``prior.log_prob``.  (Free bits per group, as the IAF
+    code decomposes the KL: each element's share of log p.)"""
+    if isinstance(prior, TransformedDistribution):
+        z, _ = prior.bijector.forward(params["bijector"], z)
+    elif not isinstance(prior, StandardNormal):
+        raise TypeError(f"log_prob_per_element: {type(prior).__name__} is neither N(0, I) nor "
+                        f"an AF prior.")
+    return _PER_ELEMENT_NORMAL.log_prob((), z)
 
 
 def af_prior(latent_shape, flow: Bijector) -> TransformedDistribution:
@@ -99,4 +114,16 @@ class GaussianPosterior:
         q = TransformedDistribution(self.base, Invert(self.flow))
         return q.sample_and_log_prob({"base": base_params, "bijector": params}, key,
                                      context=context)
+
+    def sample_and_log_prob_per_element(self, params, key, mean, log_std, context):
+        """(z, log q(z|x) per latent element), z the draw ``sample_and_log_prob`` makes with
+        ``key``, for a volume-preserving (mean-only) flow or none: each element's term is its
+        base Gaussian density at z_0 (the flow's log-det is 0), and they sum to log q."""
+        base_params = {"loc": mean, "log_scale": log_std}
+        z0 = self.base.sample(base_params, key)
+        per_element = Normal().log_prob(base_params, z0)
+        if self.flow is None:
+            return z0, per_element
+        z, _ = self.flow.forward(params, z0, context=context)
+        return z, per_element
 

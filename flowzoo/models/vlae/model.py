@@ -120,8 +120,10 @@ def objective(model_config) -> Objective:
     soft = c["family"] == "cifar"
     schedule = {k: float(c[k]) for k in ("kl_weight_step", "kl_weight_tolerance",
                                          "kl_weight_min")} if soft else {}
+    grouping = {} if soft else dict(free_bits_grouping=c["free_bits_grouping"],
+                                    free_bits_group_size=int(c["free_bits_group_size"]))
     return Objective(float(c["free_bits"]), int(c["iw_samples"]), int(c["iw_chunk"]),
-                     c["decompress_z"], soft, **schedule)
+                     c["decompress_z"], soft, **schedule, **grouping)
 
 
 def build(model_config, image_shape, num_levels) -> Model:
