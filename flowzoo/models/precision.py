@@ -32,7 +32,8 @@ def network_dtype(compute_dtype: str):
     narrow dtype."""
     if compute_dtype not in COMPUTE_DTYPES:
         raise ConfigError(f"config.model.compute_dtype must be one of {COMPUTE_DTYPES}, got "
-                          f"{compute_dtype!r}; use 'bfloat16' for mixed precision.")
+                          f"{compute_dtype!r} ('float32' is the default; 'bfloat16' is "
+                          f"mixed precision).")
     return None if compute_dtype == "float32" else jnp.bfloat16
 
 
