@@ -8,8 +8,9 @@ same batches in the same order and the same step keys, with the trainer's own
     the difference bfloat16 - float32;
   * ``summary``: the largest and the last window difference, and each run's held-out loss
     (its EMA parameters, ``--eval_examples`` images of the test split, the model's own
-    ``evaluate`` headline) evaluated in its own compute dtype and in float32; the time per
-    step of each run, and the machine (CPU model, cores, load average).
+    ``evaluate`` headline) evaluated in its own compute dtype and in float32, with a flow's
+    round-trip errors (pixel levels) in both; the time per step of each run, and the machine
+    (CPU model, cores, load average).
 
     FLOWZOO_DATA_DIR=... python experiments/benchmarks/mixed_precision_curves.py \\
         --config=experiments/configs/flowpp_mnist.py:smoke --steps=300
@@ -76,8 +77,16 @@ def _run(config, compute_dtype, params, batches, num_steps):
 
 
 def _held_out(model, params, batch):
+    """The mean headline metric, and for a flow the round trip x -> z -> x: the largest,
+    the median and the 99th percentile over examples of each example's largest error."""
     metrics = jax.jit(model.evaluate)(params, batch, jax.random.PRNGKey(7))
-    return float(np.mean(metrics[model.eval_metric]))
+    out = {"loss": round(float(np.mean(metrics[model.eval_metric])), 4)}
+    for key in ("recon_error", "dequant_recon_error"):
+        if key in metrics:
+            errors = np.asarray(metrics[key])
+            out[key] = {"max": float(errors.max()), "median": float(np.median(errors)),
+                        "p99": float(np.percentile(errors, 99))}
+    return out
 
 
 def main():
@@ -142,8 +151,8 @@ def main():
     for dtype in dtypes:
         run = runs[dtype]
         summary[dtype] = {"step_s": round(run["step_s"], 4),
-                          "held_out": round(run["held_out"], 4),
-                          "held_out_in_float32": round(run["held_out_float32"], 4),
+                          "held_out": run["held_out"],
+                          "held_out_in_float32": run["held_out_float32"],
                           "load_avg_at_end": run["load"]}
         if dtype != base:
             window = np.abs(np.array(diffs[dtype]))

@@ -90,6 +90,16 @@ def _dtypes_of_products(jaxpr):
     return found
 
 
+def _bfloat16_sums(jaxpr):
+    """Number of sums (``reduce_sum``, loop bodies included) over bfloat16 operands."""
+    count = 0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "reduce_sum" and eqn.invars[0].aval.dtype == jnp.bfloat16:
+            count += 1
+        count += sum(_bfloat16_sums(sub) for sub in jax.extend.core.jaxprs_in_params(eqn.params))
+    return count
+
+
 def _has_bfloat16(jaxpr):
     for eqn in jaxpr.eqns:
         if any(getattr(v.aval, "dtype", None) == jnp.bfloat16 for v in eqn.outvars):
@@ -102,7 +112,8 @@ def _has_bfloat16(jaxpr):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bfloat16_products_accumulate_in_float32_and_the_training_step_stays_float32(name):
     """Traced, not compiled: the loss and its gradient (Flow++ with its default scanned,
-    rematerialised blocks and looped attention, whose gradients are hand-written)."""
+    rematerialised blocks and looped attention, whose gradients are hand-written).  The
+    float32 default is the program without the option (no bfloat16 anywhere)."""
     batch = _batch(name)
     params = jax.eval_shape(_model(name, "float32").init, jax.random.PRNGKey(0), batch)
     for compute_dtype in ("float32", "bfloat16"):
@@ -123,6 +134,10 @@ def test_bfloat16_products_accumulate_in_float32_and_the_training_step_stays_flo
             products = _dtypes_of_products(closed.jaxpr)
             assert ("bfloat16", "float32") in products
             assert ("bfloat16", "bfloat16") not in products  # accumulation is float32
+            # The forward pass sums nothing in bfloat16: log-dets, mixture weights (log-
+            # softmax), LayerNorm statistics, softmax denominators and the loss are float32.
+            forward = jax.make_jaxpr(loss)(*_loss_args(model, params, batch))
+            assert _bfloat16_sums(forward.jaxpr) == 0
 
 
 def _per_example(name, compute_dtype):
