@@ -13,6 +13,16 @@ The policy (docs/decisions.md, mixed precision):
   bijectors (log-dets, mixture CDF and its bisection, logit/sigmoid, actnorm, 1x1
   convolutions), priors and base densities, the loss.
 
+In VLAE the encoder, the decoder and the likelihood's network are narrowed; its priors and
+posterior flows (MADE, PixelCNN AF/IAF) stay float32 like the other bijectors.
+
+The option changes the computed function, not the parameters: a model trained in
+bfloat16 evaluates, encodes and decodes in float32 by setting the option back.  Exact
+round trips want float32: a flow's inverse gives each conditioner its input with float32
+error, and in a large network some of those inputs (or activations) then round to the
+neighbouring bfloat16 value, so z -> x is no longer exact to float32 precision (the figures:
+experiments/benchmarks/flowpp.py ``recon_error`` with ``--compute_dtype``).
+
 A network takes ``dtype``: None (follow the input) or the narrow dtype; the layers inside
 follow their input's dtype and ask :func:`accumulation` for the products' result type.
 """

@@ -4,8 +4,12 @@ On the same float32 parameters (fresh from a float32 init), a bfloat16 model mus
 example the float32 model's bits/dim within ``BPD_TOLERANCE``, and Flow++'s round trip
 x -> z -> x must stay below ``ROUND_TRIP_TOLERANCE`` pixel levels: the networks' rounding
 moves each coupling's parameters a little, but the coupling inverts the very same
-parameters, so only bfloat16 arithmetic inside the bijectors (mixture CDF, its bisection,
-log-dets) could break the round trip.  The jaxpr checks keep the policy honest both ways:
+parameters, so bfloat16 arithmetic inside the bijectors (mixture CDF, its bisection,
+log-dets) is what would break the round trip here.  (In a large network it is not exact:
+the inverse feeds each conditioner its input with float32 error, which now and then rounds
+to the other neighbouring bfloat16 value; the official CIFAR-10 model's largest error is
+then a sizeable fraction of a level, so exact decoding wants ``compute_dtype='float32'``
+on the same parameters: flowzoo/models/precision.py.)  The jaxpr checks keep the policy honest both ways:
 the float32 default has no bfloat16 operation at all, the bfloat16 one multiplies in
 bfloat16 with float32 results, and parameters, gradients and the loss are float32.
 Tiny models and single-sample bounds keep the compiles short.
