@@ -9,9 +9,10 @@ log-dets) is what would break the round trip here.  (In a large network it is no
 the inverse feeds each conditioner its input with float32 error, which now and then rounds
 to the other neighbouring bfloat16 value; the official CIFAR-10 model's largest error is
 then a sizeable fraction of a level, so exact decoding wants ``compute_dtype='float32'``
-on the same parameters: flowzoo/models/precision.py.)  The jaxpr checks keep the policy honest both ways:
-the float32 default has no bfloat16 operation at all, the bfloat16 one multiplies in
-bfloat16 with float32 results, and parameters, gradients and the loss are float32.
+on the same parameters: flowzoo/models/precision.py.)  The jaxpr checks keep the policy
+honest both ways: the float32 default has no bfloat16 operation at all, the bfloat16 one
+multiplies in bfloat16 with float32 results, sums nothing in bfloat16 in its forward pass,
+and its parameters, gradients and loss are float32.
 Tiny models and single-sample bounds keep the compiles short.
 """
 
