@@ -27,6 +27,13 @@ For each batch size it reports, as one JSON line:
     python experiments/benchmarks/flowpp.py                       # CIFAR-10 config, batch 4, 16
     python experiments/benchmarks/flowpp.py --batch_sizes=16 --steps=3 \\
         --override=model.remat=False --override=model.scan_blocks=False
+    python experiments/benchmarks/flowpp.py --batch_sizes=16 --compute_dtype=float32,bfloat16
+
+``--compute_dtype`` (``config.model.compute_dtype``; several, comma-separated) measures each
+in turn at every batch size, then prints one ``{"compare": ...}`` line per batch size with
+each speed and memory figure of the others relative to the first (``train_img_s`` 0.8:
+bfloat16 trains at 0.8x float32's images per second).  On a GPU or TPU give
+``--peak_tflops`` of the dtype measured (bf16 dense peak for bfloat16).
 
 Images are uniform random levels by default (the timing does not depend on pixel values:
 every loop in the model has a static trip count); ``--images=dataset`` loads the config's
@@ -57,7 +64,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, ROOT)
 
 
-def _load_config(spec, overrides):
+def load_config(spec, overrides):
     """``path[:arg]`` -> the config, as ``--config`` reads it, then ``key=json`` overrides."""
     path, _, arg = spec.partition(":")
     module_spec = importlib.util.spec_from_file_location("benchmark_config", path)
@@ -139,16 +146,16 @@ def _setup(args):
     from flowzoo.training import compilation_cache, optim, steps
 
     compilation_cache.enable(args.cache_dir or "")  # the parent's fresh folder, or none
-    config = _load_config(args.config, args.override + ["model.iw_samples=1"])
+    config = load_config(args.config, args.override + ["model.iw_samples=1"])
     batch_size = args.batch_size
     images, num_levels, source = _images(config, max(batch_size, 16), args.images)
     batch = {"image": images[:batch_size], "index": np.arange(batch_size, dtype=np.int32)}
     model = experiment.build_model(config.model, images.shape[1:], num_levels)
     tx = optim.make_optimizer(config.optim)
     init_batch = {"image": images[:16], "index": np.arange(16, dtype=np.int32)}
-    train = jax.jit(lambda s, b: steps.train_step(s, b, model=model, tx=tx,
-                                                  ema_decay=config.optim.ema_decay),
-                    donate_argnums=0)
+    train = jax.jit(lambda s, b: steps.train_step(
+        s, b, model=model, tx=tx, ema_decay=config.optim.ema_decay,
+        max_nonfinite_in_a_row=config.train.max_nonfinite_in_a_row), donate_argnums=0)
     return types.SimpleNamespace(config=config, model=model, tx=tx, batch=batch,
                                  init_batch=init_batch, train=train, source=source,
                                  shape=images.shape[1:], num_levels=num_levels)
@@ -196,12 +203,13 @@ def measure(args) -> dict:
     memory = compiled.memory_analysis()
     # Model FLOPs: the same step without remat and with the batched attention (the
     # recomputation of either, e.g. the looped attention's second q k^T, is not model work).
-    no_remat = _load_config(args.config, args.override + ["model.iw_samples=1",
+    no_remat = load_config(args.config, args.override + ["model.iw_samples=1",
                                                           "model.remat=false",
                                                           'model.attention_loop="off"'])
     flop_model = experiment.build_model(no_remat.model, run.shape, run.num_levels)
     flops = _jaxpr_flops(jax.make_jaxpr(lambda s, b: steps.train_step(
-        s, b, model=flop_model, tx=tx, ema_decay=config.optim.ema_decay))(state, batch).jaxpr)
+        s, b, model=flop_model, tx=tx, ema_decay=config.optim.ema_decay,
+        max_nonfinite_in_a_row=config.train.max_nonfinite_in_a_row))(state, batch).jaxpr)
 
     holder = [compiled(state, batch)[0]]  # the first step: state now donated and replaced
 
@@ -229,6 +237,7 @@ def measure(args) -> dict:
     sample_s = _timed(lambda: sample(params, key, batch_size), args.steps)
     result = dict(
         config=args.config, overrides=args.override, batch_size=batch_size, images=run.source,
+        compute_dtype=config.model.compute_dtype,
         init_s=round(init_s, 2), compile_s=round(compile_s, 2), train_img_s=round(batch_size / train_s, 3),
         train_step_s=round(train_s, 3), train_cpu_cores_used=round(cpu_util, 2),
         bound_img_s=round(batch_size / bound_s, 3), eval_img_s=round(batch_size / eval_s, 3),
@@ -262,27 +271,59 @@ def main():
                         help="dotted.key=json_value, e.g. model.remat=false")
     parser.add_argument("--peak_tflops", type=float, default=0.0,
                         help="device peak (dense, the dtype used) for model FLOP utilisation")
+    parser.add_argument("--compute_dtype", default="",
+                        help="comma-separated config.model.compute_dtype values to measure "
+                             "in turn (float32,bfloat16); default: the config's")
     parser.add_argument("--cache_dir", help=argparse.SUPPRESS)  # set by the parent
     parser.add_argument("--relaunch", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.batch_size:
         print(json.dumps(relaunch(args) if args.relaunch else measure(args)), flush=True)
         return
+    dtypes = [d for d in args.compute_dtype.split(",") if d] or [None]
     for size in (int(s) for s in args.batch_sizes.split(",")):
-        with tempfile.TemporaryDirectory(prefix="flowpp-bench-cache-") as cache_dir:
-            cmd = [sys.executable, os.path.abspath(__file__), f"--config={args.config}",
-                   f"--batch_size={size}", f"--steps={args.steps}",
-                   f"--peak_tflops={args.peak_tflops}", f"--images={args.images}",
-                   f"--cache_dir={cache_dir}"]
-            cmd += [f"--override={o}" for o in args.override]
-            result = {}
-            for extra in ([], ["--relaunch"]):
-                out = subprocess.run(cmd + extra, capture_output=True, text=True)
-                if out.returncode:
-                    sys.exit(f"batch {size} failed:\n{out.stderr[-4000:]}")
-                result.update(json.loads(out.stdout.strip().splitlines()[-1]))
-        print(json.dumps(result), flush=True)
+        results = [_measure_in_subprocesses(args, size, dtype) for dtype in dtypes]
+        for result in results:
+            print(json.dumps(result), flush=True)
+        if len(results) > 1:
+            print(json.dumps({"compare": _relative(results)}), flush=True)
 
+
+COMPARED = ("train_img_s", "bound_img_s", "eval_img_s", "sample_img_s", "compile_s",
+            "train_temp_gib", "train_peak_rss_gib", "peak_rss_gib", "peak_device_gib")
+
+
+def _relative(results):
+    """Each later result's speeds and memory as multiples of the first's."""
+    first = results[0]
+    out = {"batch_size": first["batch_size"], "baseline": first["compute_dtype"]}
+    for result in results[1:]:
+        out[result["compute_dtype"]] = {
+            k: round(result[k] / first[k], 3) for k in COMPARED
+            if result.get(k) and first.get(k)}
+    return out
+
+
+def _measure_in_subprocesses(args, size, compute_dtype):
+    """``measure`` and ``relaunch`` for one batch size (and compute dtype), each in a fresh
+    process sharing one empty compilation cache."""
+    overrides = list(args.override)
+    if compute_dtype:
+        overrides.append(f"model.compute_dtype={json.dumps(compute_dtype)}")
+    with tempfile.TemporaryDirectory(prefix="flowpp-bench-cache-") as cache_dir:
+        cmd = [sys.executable, os.path.abspath(__file__), f"--config={args.config}",
+               f"--batch_size={size}", f"--steps={args.steps}",
+               f"--peak_tflops={args.peak_tflops}", f"--images={args.images}",
+               f"--cache_dir={cache_dir}"]
+        cmd += [f"--override={o}" for o in overrides]
+        result = {}
+        for extra in ([], ["--relaunch"]):
+            out = subprocess.run(cmd + extra, capture_output=True, text=True)
+            if out.returncode:
+                sys.exit(f"batch {size} ({compute_dtype or 'config dtype'}) failed:\n"
+                         f"{out.stderr[-4000:]}")
+            result.update(json.loads(out.stdout.strip().splitlines()[-1]))
+    return result
 
 if __name__ == "__main__":
     main()

@@ -11,6 +11,9 @@
 
     python experiments/benchmarks/vlae.py [--config experiments/configs/vlae_static_mnist.py]
         [--batch_size 64] [--steps 10] [--eval_batch 100] [--samples 64] [--iw_samples 16]
+        [--compute_dtype bfloat16]
+
+``--compute_dtype`` sets ``config.model.compute_dtype`` (run once per dtype to compare).
 
 Images are real (``$FLOWZOO_DATA_DIR`` or the config's data settings) when present, else
 random bits (timing does not depend on the pixel values).
@@ -78,6 +81,9 @@ def main():
     parser.add_argument("--eval_batch", type=int, default=100)
     parser.add_argument("--iw_samples", type=int, default=None, help="default: the config's")
     parser.add_argument("--samples", type=int, default=64)
+    parser.add_argument("--compute_dtype", default=None,
+                        help="config.model.compute_dtype (float32, bfloat16); default: the "
+                             "config's")
     args = parser.parse_args()
 
     from flowzoo import experiment
@@ -87,6 +93,8 @@ def main():
     with config.unlocked():
         if args.iw_samples:
             config.model.iw_samples = args.iw_samples
+        if args.compute_dtype:
+            config.model.compute_dtype = args.compute_dtype
     n = max(args.batch_size, args.eval_batch, config.train.init_batch_size)
     images, source = _images(config, n)
     model = experiment.build_model(config.model, images.shape[1:], 2)
@@ -101,8 +109,9 @@ def main():
     init_s = time.perf_counter() - start
     tx = optim.make_optimizer(config.optim)
     state = steps.create_state(params, tx, jax.random.PRNGKey(1))
-    step = jax.jit(functools.partial(steps.train_step, model=model, tx=tx,
-                                     ema_decay=config.optim.ema_decay), donate_argnums=0)
+    step = jax.jit(functools.partial(
+        steps.train_step, model=model, tx=tx, ema_decay=config.optim.ema_decay,
+        max_nonfinite_in_a_row=config.train.max_nonfinite_in_a_row), donate_argnums=0)
     batch = batch_of(args.batch_size)
     start = time.perf_counter()
     state, _ = step(state, batch)
@@ -137,6 +146,7 @@ def main():
         "device_kind": jax.devices()[0].device_kind, "cpu_count": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
         "num_params": int(sum(np.size(x) for x in jax.tree.leaves(params))),
+        "compute_dtype": config.model.compute_dtype,
         "batch_size": args.batch_size, "init_s": round(init_s, 2),
         "compile_s": round(compile_s, 2), "train_step_s": round(train_s, 4),
         "train_img_s": round(args.batch_size / train_s, 1),

@@ -20,6 +20,10 @@ Two layouts of the same function (``loop``):
   sharded axis would make XLA gather the whole batch on every device).
 
 ``"auto"`` (the model default) picks ``"examples"`` on CPU backends and ``"off"`` elsewhere.
+
+Precision: q, k, v in bfloat16 (``config.model.compute_dtype``) give float32 logits
+(float32 accumulation), a float32 softmax and log-normaliser, bfloat16 weights in the
+weighted sum of v (float32 accumulation), and a bfloat16 output; the backward pass the same.
 Figures: docs/decisions.md#fpp-attention-loop; ``experiments/benchmarks/attention_layout.py``.
 """
 
@@ -31,17 +35,26 @@ import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
+from flowzoo.models import precision
+
 ATTENTION_LOOPS = ("auto", "examples", "off")
 ATTENTION_OUTPUT = "flowpp_attention_output"
 
 
+def _product(spec, a, b):
+    """``einsum(spec, a, b)`` with a and b in a's dtype, accumulated in float32 when that
+    is narrower (the result is then float32)."""
+    return jnp.einsum(spec, a, b.astype(a.dtype),
+                      preferred_element_type=precision.accumulation(a.dtype))
+
+
 def attend(q, k, v):
     """Softmax attention.  q, k, v: (..., L, heads, d) -> (..., L, heads, d)."""
-    s = jnp.einsum("...qhd,...khd->...hqk", q * (q.shape[-1] ** -0.5), k)
+    s = _product("...qhd,...khd->...hqk", q * (q.shape[-1] ** -0.5), k)
     # Softmax does not depend on the shift, so the max needs no gradient.
     e = jnp.exp(s - jax.lax.stop_gradient(jnp.max(s, axis=-1, keepdims=True)))
-    out = jnp.einsum("...hqk,...khd->...qhd", e, v)
-    return out / jnp.swapaxes(jnp.sum(e, axis=-1), -1, -2)[..., None]
+    out = _product("...hqk,...khd->...qhd", e.astype(v.dtype), v)
+    return (out / jnp.swapaxes(jnp.sum(e, axis=-1), -1, -2)[..., None]).astype(v.dtype)
 
 
 def check_loop(loop: str) -> None:
@@ -59,21 +72,27 @@ def loops_over_examples(loop: str) -> bool:
 
 
 def _example_forward(q, k, v):
-    """One example, q pre-scaled.  (L, H, d) each -> out (L, H, d), lse (H, L, 1)."""
-    s = jnp.einsum("qhd,khd->hqk", q, k)
+    """One example, q pre-scaled.  (L, H, d) each -> out (L, H, d) in v's dtype, lse
+    (H, L, 1) at least float32."""
+    s = _product("qhd,khd->hqk", q, k)
     m = jnp.max(s, axis=-1, keepdims=True)
     e = jnp.exp(s - m)
     total = jnp.sum(e, axis=-1, keepdims=True)
-    return jnp.einsum("hqk,khd->qhd", e, v) / jnp.swapaxes(total, 0, 1), m + jnp.log(total)
+    out = _product("hqk,khd->qhd", e.astype(v.dtype), v) / jnp.swapaxes(total, 0, 1)
+    return out.astype(v.dtype), m + jnp.log(total)
 
 
 def _example_backward(q, k, v, out, lse, d_out):
-    p = jnp.exp(jnp.einsum("qhd,khd->hqk", q, k) - lse)  # the softmax weights again
-    d_v = jnp.einsum("hqk,qhd->khd", p, d_out)
-    d_p = jnp.einsum("qhd,khd->hqk", d_out, v)
-    row = jnp.swapaxes(jnp.sum(d_out * out, axis=-1), 0, 1)[..., None]  # (H, L, 1)
-    d_s = p * (d_p - row)
-    return jnp.einsum("hqk,khd->qhd", d_s, k), jnp.einsum("hqk,qhd->khd", d_s, q), d_v
+    """Gradients of q, k, v in their dtypes; softmax weights and their gradient in (at
+    least) float32, narrowed only as operands of the products."""
+    p = jnp.exp(_product("qhd,khd->hqk", q, k) - lse)  # the softmax weights again
+    d_out = d_out.astype(v.dtype)
+    d_v = _product("hqk,qhd->khd", p.astype(v.dtype), d_out)
+    d_p = _product("qhd,khd->hqk", d_out, v)
+    row = jnp.swapaxes(jnp.sum(d_out.astype(p.dtype) * out, axis=-1), 0, 1)[..., None]
+    d_s = (p * (d_p - row)).astype(q.dtype)  # (H, L, L)
+    return (_product("hqk,khd->qhd", d_s, k).astype(q.dtype),
+            _product("hqk,qhd->khd", d_s, q).astype(k.dtype), d_v.astype(v.dtype))
 
 
 def _per_step(fn, args):

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 
 from flowzoo import bijectors as fb
 from flowzoo import distributions as fd
+from flowzoo.models import precision
 from flowzoo.models.flowpp import nets
 
 
@@ -74,7 +75,8 @@ def conditioner_settings(cfg, filters, blocks, mixer):
     return dict(filters=filters, blocks=blocks, mixer=mixer, num_heads=cfg.num_heads,
                 dropout_rate=cfg.dropout, scan_blocks=cfg.scan_blocks, remat=cfg.remat,
                 attention_loop=cfg.attention_loop, weight_norm=cfg.weight_norm,
-                elu_before_output=cfg.elu_before_output)
+                elu_before_output=cfg.elu_before_output,
+                dtype=precision.network_dtype(cfg.compute_dtype))
 
 
 def flow_steps(num_steps, split, half_channels, inner, net_kwargs, index, scan=True,
@@ -221,5 +223,6 @@ def variational_dequantizer(cfg, image_shape, num_levels) -> VariationalDequanti
                                   norm=cfg.dequant_context_norm,
                                   attention=cfg.dequant_context_attention,
                                   num_heads=cfg.num_heads, attention_loop=cfg.attention_loop,
-                                  weight_norm=cfg.weight_norm)
+                                  weight_norm=cfg.weight_norm,
+                                  dtype=precision.network_dtype(cfg.compute_dtype))
     return VariationalDequantizer(context_net, fb.Chain(tuple(layers)), num_levels)

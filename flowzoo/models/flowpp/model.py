@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from flowzoo import _compensated
+from flowzoo.models import precision
 from flowzoo.models.flowpp import architectures, flows, nets, official
 from flowzoo.models.flowpp.attention import check_loop
 from flowzoo.model import Model, example_keys
@@ -62,6 +63,7 @@ class _Cfg:
     dequant_context_blocks: int
     dequant_context_norm: bool
     dequant_context_attention: bool
+    compute_dtype: str
     iw_samples: int
     iw_chunk: int
     sample_temperature: float
@@ -85,6 +87,7 @@ def _resolve(model_config) -> _Cfg:
         raise ValueError(f"config.model.dequantization must be 'variational' or 'uniform', "
                          f"got {cfg.dequantization!r}.")
     check_loop(cfg.attention_loop)
+    precision.network_dtype(cfg.compute_dtype)  # checks the value
     for key in ("mixer", "dequant_mixer"):
         value = getattr(cfg, key)
         if value not in nets.MIXERS and not (key == "dequant_mixer" and value is None):

@@ -29,12 +29,14 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
+from flowzoo.models import precision
 from flowzoo.models.flowpp.attention import ATTENTION_OUTPUT, self_attention
 
 _INIT_STD = 0.05
@@ -88,9 +90,11 @@ def _fold(key, i):
 
 
 def conv_nhwc(x, kernel):
-    """'SAME' stride-1 convolution, (N, H, W, I) x (kh, kw, I, O) -> (N, H, W, O)."""
+    """'SAME' stride-1 convolution, (N, H, W, I) x (kh, kw, I, O) -> (N, H, W, O); bfloat16
+    operands accumulate (and return) in float32 (``precision.accumulation``)."""
     return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                        preferred_element_type=precision.accumulation(x.dtype))
 
 
 @jax.custom_vjp
@@ -128,23 +132,32 @@ def _kernel_gradient(x, dy, kh, kw):
         # The same sum over x's positions: x[n, h, w] dy[n, h - i + ph, w - j + pw].
         return x, padded[:, 2 * ph - i:2 * ph - i + h, 2 * pw - j:2 * pw - j + w]
 
-    return jnp.stack([jnp.stack([jnp.einsum("nhwi,nhwo->io", *operands(i, j))
+    acc = precision.accumulation(x.dtype)
+    return jnp.stack([jnp.stack([jnp.einsum("nhwi,nhwo->io", *operands(i, j),
+                                            preferred_element_type=acc)
                                  for j in range(kw)]) for i in range(kh)])
 
 
 def _conv_same_bwd(saved, dy):
+    """Both gradients from operands in the forward's dtype (float32 accumulation for
+    bfloat16 ones), returned in the dtypes of x and the kernel."""
     x, kernel = saved
     kh, kw, _, _ = kernel.shape
+    dy = dy.astype(x.dtype)
     d_x = conv_nhwc(dy, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))
-    return d_x, _kernel_gradient(x, dy, kh, kw)
+    return d_x.astype(x.dtype), _kernel_gradient(x, dy, kh, kw).astype(kernel.dtype)
 
 
 conv_same.defvjp(_conv_same_fwd, _conv_same_bwd)
 
 
 def _conv(x, kernel):
+    """``conv_same`` of (..., H, W, I) ``x``; a 1x1 kernel is a matrix product.  Operands in
+    x's dtype; the result is float32 for bfloat16 operands."""
+    kernel = kernel.astype(x.dtype)
     if kernel.shape[0] == 1 and kernel.shape[1] == 1:
-        return jnp.einsum("...c,cd->...d", x, kernel[0, 0])
+        return jnp.einsum("...c,cd->...d", x, kernel[0, 0],
+                          preferred_element_type=precision.accumulation(x.dtype))
     if kernel.shape[0] % 2 == 0 or kernel.shape[1] % 2 == 0:
         raise ValueError(f"Flow++ convolutions take odd kernel sizes, got {kernel.shape[:2]}.")
     lead = x.shape[:-3]
@@ -168,12 +181,17 @@ class DDConv(nn.Module):
     """Convolution (``kernel_size`` 1 is a per-position dense layer) with Flow++'s
     data-dependent init.  Parameters: ``kernel`` (k, k, C_in, features), ``bias``, and with
     ``weight_norm`` (the official ImageNet models) ``scale`` (features,): the weight is then
-    ``scale * kernel / |kernel|`` and the init sets ``scale``, not ``kernel``."""
+    ``scale * kernel / |kernel|`` and the init sets ``scale``, not ``kernel``.
+
+    Computes in x's dtype; parameters are at least float32 (``precision.wide``), the
+    product accumulates in float32, the bias is added in float32, and the result is cast to
+    ``out_dtype`` (None: x's dtype)."""
 
     features: int
     kernel_size: int = 3
     init_scale: float = 1.0
     weight_norm: bool = False
+    out_dtype: Any = None
 
     @nn.compact
     def __call__(self, x):
@@ -181,7 +199,8 @@ class DDConv(nn.Module):
         shape = (k, k, x.shape[-1], self.features)
         kernel0 = bias0 = scale0 = None
         if self.is_initializing():
-            v = _INIT_STD * jax.random.normal(self.make_rng("params"), shape, x.dtype)
+            v = _INIT_STD * jax.random.normal(self.make_rng("params"), shape,
+                                              precision.wide(x.dtype))
             y = _conv(x, _unit(v) if self.weight_norm else v)
             axes = tuple(range(y.ndim - 1))
             scale0 = self.init_scale / jnp.sqrt(jnp.var(y, axis=axes) + _INIT_EPS)
@@ -191,7 +210,8 @@ class DDConv(nn.Module):
         if self.weight_norm:
             kernel = self.param("scale", lambda _: scale0) * _unit(kernel)
         bias = self.param("bias", lambda _: bias0)
-        return _conv(x, kernel.astype(x.dtype)) + bias.astype(x.dtype)
+        y = _conv(x, kernel)
+        return (y + bias.astype(y.dtype)).astype(self.out_dtype or x.dtype)
 
 
 class GatedConv(nn.Module):
@@ -287,7 +307,7 @@ class GatedBlock(nn.Module):
         keep_conv, *keep_mix = _split_mask(keep, widths)
         h = GatedConv(self.filters, 1, self.dropout_rate, self.weight_norm, name="conv")(
             h, context, keep_conv)
-        h = nn.LayerNorm(epsilon=1e-5, name="norm_conv")(h)
+        h = nn.LayerNorm(epsilon=1e-5, dtype=h.dtype, name="norm_conv")(h)
         if self.mixer == "none":
             return h
         if self.mixer == "attention":
@@ -295,7 +315,7 @@ class GatedBlock(nn.Module):
                                self.weight_norm, name="attn")(h, pos_emb, *keep_mix)
         else:
             h = GatedNIN(self.dropout_rate, self.weight_norm, name="nin")(h, pos_emb, *keep_mix)
-        return nn.LayerNorm(epsilon=1e-5, name="norm_attn")(h)
+        return nn.LayerNorm(epsilon=1e-5, dtype=h.dtype, name="norm_attn")(h)
 
 
 class _ScanBody(GatedBlock):
@@ -313,7 +333,8 @@ class CouplingNet(nn.Module):
     of length ``blocks``; one block body to compile instead of ``blocks``).  ``remat``: each
     block's activations are recomputed in the backward pass instead of stored.  Neither
     changes the function or the parameter count; nor does ``attention_loop``
-    (``attention.self_attention``).
+    (``attention.self_attention``).  ``dtype``: None, or the narrow dtype the network
+    computes in (``precision``); the result is in x's dtype either way.
     """
 
     out_features: int
@@ -328,11 +349,14 @@ class CouplingNet(nn.Module):
     attention_loop: str = "auto"
     weight_norm: bool = False
     elu_before_output: bool = False
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x, context=None, dropout_key=None):
         key = _fold(dropout_key, self.index)
         conv = functools.partial(DDConv, weight_norm=self.weight_norm)
+        out_dtype = x.dtype
+        x, context = precision.cast(x, self.dtype), precision.cast(context, self.dtype)
         h = conv(self.filters, 3, name="proj_in")(x)
         # Every official coupling has one, even those whose blocks have no mixer to use it
         # (ImageNet's dequantizer): kept for the official parameter count and layout.
@@ -354,14 +378,16 @@ class CouplingNet(nn.Module):
                 h = block(name=f"block_{b}", **block_args)(h, pos_emb, context, key, b)
         if self.elu_before_output:  # the official ImageNet couplings
             h = concat_elu(h)
-        return conv(self.out_features, 3, init_scale=0.1, name="proj_out")(h)
+        return conv(self.out_features, 3, init_scale=0.1, out_dtype=out_dtype,
+                    name="proj_out")(h)
 
 
 class ContextNet(nn.Module):
     """Dequantizer context: split halves of ``x / num_levels - 0.5`` concatenated on the
     channel axis -> 3x3 conv to ``filters`` -> ``blocks`` gated convs (3x3, dropout), each
     followed (official ImageNet models) by a LayerNorm when ``norm``, and by attention over
-    ``x + pos_emb`` and another LayerNorm when ``attention``."""
+    ``x + pos_emb`` and another LayerNorm when ``attention``.  ``dtype`` as
+    :class:`CouplingNet`'s; the result is in the input's dtype."""
 
     filters: int = 32
     blocks: int = 3
@@ -372,11 +398,13 @@ class ContextNet(nn.Module):
     num_heads: int = 4
     attention_loop: str = "auto"
     weight_norm: bool = False
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, halves, dropout_key=None):
         key = _fold(dropout_key, self.index)
-        h = DDConv(self.filters, 3, weight_norm=self.weight_norm, name="proj_in")(halves)
+        h = DDConv(self.filters, 3, weight_norm=self.weight_norm, name="proj_in")(
+            precision.cast(halves, self.dtype))
         pos_emb = None
         if self.attention:
             pos_emb = self.param("pos_emb", nn.initializers.normal(0.01),
@@ -390,9 +418,9 @@ class ContextNet(nn.Module):
             h = GatedConv(self.filters, 3, self.dropout_rate, self.weight_norm,
                           name=f"conv_{b}")(h, None, keep_conv)
             if self.norm:
-                h = nn.LayerNorm(epsilon=1e-5, name=f"norm_{b}")(h)
+                h = nn.LayerNorm(epsilon=1e-5, dtype=h.dtype, name=f"norm_{b}")(h)
             if self.attention:
                 h = GatedAttention(self.num_heads, self.dropout_rate, self.attention_loop,
                                    self.weight_norm, name=f"attn_{b}")(h, pos_emb, *keep_attn)
-                h = nn.LayerNorm(epsilon=1e-5, name=f"norm_attn_{b}")(h)
-        return h
+                h = nn.LayerNorm(epsilon=1e-5, dtype=h.dtype, name=f"norm_attn_{b}")(h)
+        return h.astype(halves.dtype)

@@ -31,10 +31,13 @@ follow the stages: ``in``, ``group0``, ``down1``, ``group1``, ``down2``, ``group
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from flowzoo.models import precision
 from flowzoo.models.vlae.layers import ResNetBlock, WNConv
 
 elu = jax.nn.elu
@@ -86,6 +89,7 @@ class CifarEncoder(nn.Module):
     block: str = "resnet"
     growth: tuple = (24, 48, 48)  # DenseNet growth per stage
     residual_scale: float = 0.1
+    dtype: Any = None  # None, or the narrow dtype it computes in (``precision``)
 
     def __post_init__(self):
         _check_block(self.block, "CifarEncoder")
@@ -101,13 +105,13 @@ class CifarEncoder(nn.Module):
             raise ValueError(f"CifarEncoder expects images (B, *{tuple(self.image_shape)}), "
                              f"got shape {tuple(x.shape)}.")
         c = self.channels
-        h = WNConv(c[0], init_scale=1.0, name="in")(x)
+        h = WNConv(c[0], init_scale=1.0, name="in")(precision.cast(x, self.dtype))
         for s in range(3):
             h = _Group(c[s], self.blocks[s], self.block, self.growth[s],
                        residual_scale=self.residual_scale, name=f"group{s}")(h)
             if s < 2:
                 h = WNConv(c[s + 1], stride=2, init_scale=1.0, name=f"down{s + 1}")(h)
-        out = WNConv(2 * self.latent_channels, (1, 1), name="out")(elu(h))
+        out = WNConv(2 * self.latent_channels, (1, 1), out_dtype=x.dtype, name="out")(elu(h))
         mean, log_std = jnp.split(out, 2, axis=-1)
         return mean, log_std, None
 
@@ -120,6 +124,7 @@ class CifarDecoder(nn.Module):
     block: str = "resnet"
     growth: tuple = (24, 48, 48)
     residual_scale: float = 0.1
+    dtype: Any = None  # as CifarEncoder's; the features are in z's dtype
 
     def __post_init__(self):
         _check_block(self.block, "CifarDecoder")
@@ -134,10 +139,10 @@ class CifarDecoder(nn.Module):
     @nn.compact
     def __call__(self, z):
         c = self.channels
-        h = WNConv(c[2], (1, 1), init_scale=1.0, name="in")(z)
+        h = WNConv(c[2], (1, 1), init_scale=1.0, name="in")(precision.cast(z, self.dtype))
         for s in (2, 1, 0):
             h = _Group(c[s], self.blocks[s], self.block, self.growth[s],
                        residual_scale=self.residual_scale, name=f"group{s}")(h)
             if s > 0:
                 h = WNConv(c[s - 1], init_scale=1.0, name=f"up{s - 1}")(_up2(h))
-        return elu(h)
+        return elu(h).astype(z.dtype)

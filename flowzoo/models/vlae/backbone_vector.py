@@ -33,10 +33,13 @@ context is extra outputs of the last dense layer.  Every layer is weight-normali
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from flowzoo.models import precision
 from flowzoo.models.vlae.layers import ResNetBlock, WNConv, WNDense
 
 elu = jax.nn.elu
@@ -70,13 +73,16 @@ def _run_blocks(h, specs, residual_scale):
 
 
 class _Backbone(nn.Module):
-    """The settings the encoder and its mirror-image decoder share."""
+    """The settings the encoder and its mirror-image decoder share.  ``dtype``: None, or
+    the narrow dtype the network computes in (``precision``); the outputs come from the
+    last layer's float32 accumulator in the input's dtype either way."""
 
     image_shape: tuple
     channels: tuple = (16, 32, 32)
     blocks_between: int = 1
     hidden: int = 450
     residual_scale: float = 0.1
+    dtype: Any = None
 
 
 class ResNetEncoder(_Backbone):
@@ -88,11 +94,13 @@ class ResNetEncoder(_Backbone):
     @nn.compact
     def __call__(self, x):
         _check_image(x, self.image_shape, "ResNetEncoder")
+        out_dtype, x = x.dtype, precision.cast(x, self.dtype)
         specs = _stage_blocks(self.channels, self.blocks_between, "down",
                               [()] * len(self.channels))
         h = elu(_run_blocks(x, specs, self.residual_scale).reshape(x.shape[0], -1))
         h = WNDense(self.hidden, init_scale=1.0, name="dense1")(h)
-        out = WNDense(2 * self.latent + self.context_dim, name="dense2")(elu(h))
+        out = WNDense(2 * self.latent + self.context_dim, out_dtype=out_dtype,
+                      name="dense2")(elu(h))
         mean = out[:, :self.latent]
         log_std = out[:, self.latent:2 * self.latent]
         context = out[:, 2 * self.latent:] if self.context_dim else None
@@ -110,11 +118,12 @@ class ResNetDecoder(_Backbone):
         start = sizes[-1] + (self.channels[-1],)
         targets = list(reversed(sizes[:-1])) + [tuple(self.image_shape[:2])]
         outs = list(reversed(self.channels[:-1])) + [self.channels[0]]
-        h = WNDense(self.hidden, init_scale=1.0, name="dense1")(z)
+        h = WNDense(self.hidden, init_scale=1.0, name="dense1")(precision.cast(z, self.dtype))
         h = WNDense(start[0] * start[1] * start[2], init_scale=1.0, name="dense2")(elu(h))
         specs = _stage_blocks(outs, self.blocks_between, "up", targets)
         h = _run_blocks(h.reshape((h.shape[0],) + start), specs, self.residual_scale)
-        return WNConv(self.features, (3, 3), init_scale=1.0, name="out")(elu(h))
+        return WNConv(self.features, (3, 3), init_scale=1.0, out_dtype=z.dtype,
+                      name="out")(elu(h))
 
 
 def _check_image(x, image_shape, name):

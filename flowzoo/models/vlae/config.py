@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 
 from flowzoo.errors import ConfigError
+from flowzoo.models import precision
 
 COMMON_DEFAULTS = dict(
     name="vlae",
@@ -21,6 +22,10 @@ COMMON_DEFAULTS = dict(
     iw_samples=16,  # importance samples for the eval NLL (the papers: 4096 binary, 512 CIFAR)
     iw_chunk=4,  # samples per lax.scan step (memory of iw_chunk * eval batch)
     decompress_z="mean",  # reconstruct(): "mean" of q(z|x) base Gaussian, or "sample"
+    # The encoder's, decoder's and likelihood network's arithmetic: "float32", or "bfloat16"
+    # (float32 parameters and accumulation; priors, posterior flows, likelihood
+    # distributions and the loss stay float32; flowzoo/models/precision.py).
+    compute_dtype="float32",
 )
 
 BINARY_DEFAULTS = dict(
@@ -103,6 +108,7 @@ def settings(model_config) -> dict:
     if int(cfg["iw_samples"]) < 1 or int(cfg["iw_chunk"]) < 1:
         raise ValueError(f"config.model.iw_samples and iw_chunk must be >= 1, got "
                          f"{cfg['iw_samples']} and {cfg['iw_chunk']}.")
+    precision.network_dtype(cfg["compute_dtype"])  # checks the value
     if float(cfg["free_bits"]) < 0:
         raise ValueError(f"config.model.free_bits must be >= 0, got {cfg['free_bits']}.")
     if family == "binary" and cfg["free_bits_grouping"] == "per_group":

@@ -18,18 +18,23 @@ Default ``init_scale`` is 0.1, as the IAF code's convolutions.
 
 Masks (MADE, masked PixelCNN) are a call argument (a static 0/1 numpy array shaped like
 ``v``) and multiply ``v`` before the norm: masked weights are exactly zero in every forward
-pass and get zero gradient.  Layers compute in the input's float dtype (parameters are
-cast to it).
+pass and get zero gradient.  Layers compute in the input's float dtype.  Parameters and the
+weight-norm arithmetic stay at least float32 (``precision.wide``); with bfloat16 input
+(``config.model.compute_dtype``) the weight is narrowed only as an operand, the product
+accumulates in float32, and the float32 bias is added before the result is narrowed (to
+``out_dtype``, default the input's dtype).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from flowzoo.models import precision
 
 INIT_STD = 0.05
 DEFAULT_INIT_SCALE = 0.1
@@ -43,33 +48,37 @@ def _unit(v, reduce_axes):
     return jnp.where(nonzero, v, 0.0) / jnp.sqrt(jnp.where(nonzero, ssq, 1.0))
 
 
-def weight_normed(module: nn.Module, x, shape, op: Callable, init_scale: float, mask=None):
+def weight_normed(module: nn.Module, x, shape, op: Callable, init_scale: float, mask=None,
+                  out_dtype=None):
     """``op(x, w) + b`` with weight-normalised ``w`` of ``shape`` (output axis last),
-    declaring ``v``, ``log_g`` and ``b`` on ``module`` (DDI on its first call in init)."""
+    declaring ``v``, ``log_g`` and ``b`` on ``module`` (DDI on its first call in init).
+    ``op`` multiplies operands of x's dtype, accumulating in float32 when that is narrower
+    (``precision.accumulation``); the result is in ``out_dtype`` (None: x's dtype)."""
     dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
     x = x.astype(dtype)
+    wide = precision.wide(dtype)
     reduce_axes = tuple(range(len(shape) - 1))
     if mask is not None and tuple(np.shape(mask)) != tuple(shape):
         raise ValueError(f"{type(module).__name__}: mask shape {np.shape(mask)} does not "
                          f"match the weight shape {tuple(shape)}.")
-    mask = None if mask is None else jnp.asarray(mask, dtype)
+    mask = None if mask is None else jnp.asarray(mask, wide)
     v0 = log_g0 = b0 = None
     if module.is_initializing() and not module.has_variable("params", "v"):
-        v0 = INIT_STD * jax.random.normal(module.make_rng("params"), shape, dtype)
+        v0 = INIT_STD * jax.random.normal(module.make_rng("params"), shape, wide)
         if mask is not None:
             v0 = v0 * mask
-        t = op(x, _unit(v0, reduce_axes))
+        t = op(x, _unit(v0, reduce_axes).astype(dtype))
         moment_axes = tuple(range(t.ndim - 1))
         scale = init_scale / jnp.sqrt(jnp.var(t, axis=moment_axes) + 1e-10)
         log_g0, b0 = jnp.log(scale), -jnp.mean(t, axis=moment_axes) * scale
     v = module.param("v", lambda _: v0)
     log_g = module.param("log_g", lambda _: log_g0)
     b = module.param("b", lambda _: b0)
-    v, log_g, b = (p.astype(dtype) for p in (v, log_g, b))
+    v, log_g, b = (p.astype(wide) for p in (v, log_g, b))
     if mask is not None:
         v = v * mask
     w = jnp.exp(log_g) * _unit(v, reduce_axes)
-    return op(x, w) + b
+    return (op(x, w.astype(dtype)) + b).astype(out_dtype or dtype)
 
 
 class WNDense(nn.Module):
@@ -77,22 +86,29 @@ class WNDense(nn.Module):
 
     features: int
     init_scale: float = DEFAULT_INIT_SCALE
+    out_dtype: Any = None
 
     @nn.compact
     def __call__(self, x, mask=None):
         """``mask``: optional (I, features) 0/1 numpy array."""
-        return weight_normed(self, x, (x.shape[-1], self.features), jnp.matmul,
-                             self.init_scale, mask)
+        return weight_normed(self, x, (x.shape[-1], self.features), _matmul,
+                             self.init_scale, mask, self.out_dtype)
+
+
+def _matmul(x, w):
+    return jnp.matmul(x, w, preferred_element_type=precision.accumulation(x.dtype))
 
 
 def conv2d(x, w, stride=1):
     """(..., H, W, I) x HWIO w, SAME padding (any leading axes); 1x1 kernels as an einsum
-    (cheaper on CPU)."""
+    (cheaper on CPU).  bfloat16 operands accumulate (and return) in float32."""
+    acc = precision.accumulation(x.dtype)
     if w.shape[0] == 1 and w.shape[1] == 1 and stride == 1:
-        return jnp.einsum("...c,cd->...d", x, w[0, 0])
+        return jnp.einsum("...c,cd->...d", x, w[0, 0], preferred_element_type=acc)
     lead = x.shape[:-3]
     y = jax.lax.conv_general_dilated(x.reshape((-1,) + x.shape[-3:]), w, (stride, stride),
-                                     "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+                                     "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                     preferred_element_type=acc)
     return y.reshape(lead + y.shape[1:])
 
 
@@ -105,6 +121,7 @@ class WNConv(nn.Module):
     kernel: tuple = (3, 3)
     stride: int = 1
     init_scale: float = DEFAULT_INIT_SCALE
+    out_dtype: Any = None
 
     @nn.compact
     def __call__(self, x, mask=None):
@@ -113,7 +130,7 @@ class WNConv(nn.Module):
             raise ValueError(f"WNConv expects (..., H, W, C) input, got shape {x.shape}.")
         shape = tuple(self.kernel) + (x.shape[-1], self.features)
         return weight_normed(self, x, shape, lambda a, w: conv2d(a, w, self.stride),
-                             self.init_scale, mask)
+                             self.init_scale, mask, self.out_dtype)
 
 
 def footprint_conv(x, w, dy, dx):
@@ -124,7 +141,8 @@ def footprint_conv(x, w, dy, dx):
     lo_w, hi_w = max(-dx[0], 0), max(dx[1], 0)
     x = jnp.pad(x, ((0, 0), (lo_h, hi_h), (lo_w, hi_w), (0, 0)))
     y = jax.lax.conv_general_dilated(x, w, (1, 1), "VALID",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                     preferred_element_type=precision.accumulation(x.dtype))
     oy, ox = lo_h + dy[0], lo_w + dx[0]  # y[p] starts at input row p - lo_h
     return y[:, oy:oy + height, ox:ox + width]
 

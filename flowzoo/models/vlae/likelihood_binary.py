@@ -30,6 +30,7 @@ passes for L = 6 on 28x28 (7 rows of 28; ``sample_img_s`` of experiments/benchma
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -37,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flowzoo.distributions import Bernoulli
+from flowzoo.models import precision
 from flowzoo.models.vlae.layers import WNConv
 
 elu = jax.nn.elu
@@ -76,13 +78,16 @@ def receptive_field(layers: int, height: int, width: int, row: int, col: int):
 
 class PixelCNNNet(nn.Module):
     """The masked PixelCNN: ([image, features]) -> (B, H, W, 1) logits (module docstring).
-    Parameters ``first``, ``masked{j}`` (``masked`` when shared), ``pointwise{j}``, ``out``."""
+    Parameters ``first``, ``masked{j}`` (``masked`` when shared), ``pointwise{j}``, ``out``.
+    ``dtype``: None, or the narrow dtype it computes in (``precision``); the logits come
+    from the last layer's float32 accumulator in the features' dtype either way."""
 
     feature_channels: int = 4
     layers: int = 6
     filters: int = 12
     share_weights: bool = False
     residual_scale: float = 0.1
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x, features):
@@ -92,6 +97,7 @@ class PixelCNNNet(nn.Module):
         f = self.filters
         # Image first, then features: the type-A mask unmasks the centre of the last F.
         inputs = jnp.concatenate([2.0 * x.astype(features.dtype) - 1.0, features], axis=-1)
+        inputs = precision.cast(inputs, self.dtype)
         mask_a = conv_mask(3, self.feature_channels + 1, f, "A",
                            centre_channels=self.feature_channels)
         h = WNConv(f, (3, 3), init_scale=1.0, name="first")(inputs, mask_a)
@@ -102,7 +108,7 @@ class PixelCNNNet(nn.Module):
             h = h + self.residual_scale * masked(elu(h), mask_b)
             if j < self.layers - 1:
                 h = h + self.residual_scale * WNConv(f, (1, 1), name=f"pointwise{j}")(elu(h))
-        return WNConv(1, (1, 1), name="out")(elu(h))
+        return WNConv(1, (1, 1), out_dtype=features.dtype, name="out")(elu(h))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +121,7 @@ class MaskedPixelCNN:
     share_weights: bool = False
     residual_scale: float = 0.1
     band_sampling: bool = True
+    dtype: Any = None  # the network's (``PixelCNNNet``); the Bernoulli stays float32
 
     def __post_init__(self):
         if self.layers < 1:
@@ -124,7 +131,7 @@ class MaskedPixelCNN:
     @property
     def net(self) -> PixelCNNNet:
         return PixelCNNNet(self.feature_channels, self.layers, self.filters,
-                           self.share_weights, self.residual_scale)
+                           self.share_weights, self.residual_scale, self.dtype)
 
     def init(self, key, x, features):
         return self.net.init(key, x, features)

@@ -33,12 +33,14 @@ visible); ``grayscale`` feeds 0.299 R + 0.587 G + 0.114 B instead of RGB (still 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from flowzoo.distributions import DiscretizedLogisticMixture
+from flowzoo.models import precision
 from flowzoo.models.vlae.layers import FootprintConv, WNConv
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
@@ -79,12 +81,15 @@ class _Gated(nn.Module):
 class PixelCNNppNet(nn.Module):
     """The two streams.  ``v_footprints``: the vertical stream's 1 + 2 * blocks convolutions
     (input conv first); ``h_footprint``: the horizontal stream's input conv.  Parameters
-    ``v0``, ``v_blocks_{t}``, ``h0``, ``h_blocks_{t}``, ``out``."""
+    ``v0``, ``v_blocks_{t}``, ``h0``, ``h_blocks_{t}``, ``out``.  ``dtype``: None, or the
+    narrow dtype both streams compute in (``precision``); the mixture parameters come from
+    the last layer's float32 accumulator in the input's dtype either way."""
 
     v_footprints: tuple
     h_footprint: tuple
     filters: int
     num_outputs: int
+    dtype: Any = None
 
     def setup(self):
         f, v = self.filters, self.v_footprints
@@ -93,10 +98,13 @@ class PixelCNNppNet(nn.Module):
         self.v_blocks = [_Gated(f, v[2 * t + 1], v[2 * t + 2], 1.0) for t in range(blocks)]
         self.h0 = FootprintConv(f, *self.h_footprint)
         self.h_blocks = [_Gated(f, None, None, 0.1) for _ in range(blocks)]
-        self.out = WNConv(self.num_outputs, (1, 1), init_scale=0.1)
+        # Narrow streams: the float32 accumulator is the output (cast to the input's dtype).
+        self.out = WNConv(self.num_outputs, (1, 1), init_scale=0.1,
+                          out_dtype=None if self.dtype is None else jnp.float32)
 
     def v_stream(self, x_in, features):
         """[v_0, v_1 .. v_blocks], each (B, H, W, filters); v sees rows above only."""
+        x_in, features = precision.cast(x_in, self.dtype), precision.cast(features, self.dtype)
         vs = [self.v0(x_in)]
         for block in self.v_blocks:
             vs.append(block(vs[-1], features))
@@ -104,10 +112,12 @@ class PixelCNNppNet(nn.Module):
 
     def h_stream(self, x_in, vs, features):
         """Raw mixture parameters (B, H, W, num_outputs) from the h stream."""
+        out_dtype = x_in.dtype
+        x_in, features = precision.cast(x_in, self.dtype), precision.cast(features, self.dtype)
         h = self.h0(x_in)
         for block, v in zip(self.h_blocks, vs[1:]):
-            h = block(h, features, v)
-        return self.out(jax.nn.elu(h))
+            h = block(h, features, precision.cast(v, self.dtype))
+        return self.out(jax.nn.elu(h)).astype(out_dtype)
 
     def __call__(self, x_in, features):
         return self.h_stream(x_in, self.v_stream(x_in, features), features)
@@ -125,6 +135,7 @@ class CifarPixelCNNpp:
     num_components: int = 10
     grayscale: bool = False
     channel_coupled: bool = True
+    dtype: Any = None  # the network's (``PixelCNNppNet``); the mixture stays float32
 
     def __post_init__(self):
         a, b = self.receptive_field
@@ -175,7 +186,8 @@ class CifarPixelCNNpp:
     @property
     def net(self) -> PixelCNNppNet:
         v = tuple(self._v_footprint(k) for k in range(2 * self.blocks + 1))
-        return PixelCNNppNet(v, ((0, 0), (-self.left, -1)), self.filters, self.num_outputs)
+        return PixelCNNppNet(v, ((0, 0), (-self.left, -1)), self.filters, self.num_outputs,
+                             self.dtype)
 
     def _input(self, x):
         """Levels (B, H, W, C) -> network input: [-1, 1] image (or gray) + a ones channel."""

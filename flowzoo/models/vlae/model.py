@@ -22,6 +22,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from flowzoo.distributions import StandardNormal
+from flowzoo.models import precision
 from flowzoo.models.vlae import config
 from flowzoo.models.vlae.backbone_spatial import CifarDecoder, CifarEncoder
 from flowzoo.models.vlae.backbone_vector import ResNetDecoder, ResNetEncoder
@@ -56,15 +57,16 @@ def binary_parts(c, image_shape, num_levels) -> VLAEParts:
     latent = int(c["latent"])
     channels = tuple(int(ch) for ch in c["channels"])
     res = float(c["residual_scale"])
+    dtype = precision.network_dtype(c["compute_dtype"])
     shared = dict(image_shape=image_shape, channels=channels, residual_scale=res,
-                  blocks_between=int(c["blocks_between"]), hidden=int(c["hidden"]))
+                  blocks_between=int(c["blocks_between"]), hidden=int(c["hidden"]), dtype=dtype)
     encoder = ResNetEncoder(**shared, latent=latent,
                             context_dim=int(c["posterior_context"]) if iaf else 0)
     decoder = ResNetDecoder(**shared, features=int(c["features"]))
     if c["likelihood"] == "pixelcnn":
         likelihood = MaskedPixelCNN(int(c["features"]), int(c["pixelcnn_layers"]),
                                     int(c["pixelcnn_filters"]),
-                                    bool(c["pixelcnn_share_weights"]), res)
+                                    bool(c["pixelcnn_share_weights"]), res, dtype=dtype)
     else:
         likelihood = FactorizedBernoulli(1)
     if c["prior"] == "af":
@@ -90,9 +92,11 @@ def cifar_parts(c, image_shape, num_levels) -> VLAEParts:
         raise ValueError(f"num_levels must be >= 2, got {num_levels}.")
     ints = {k: tuple(int(v) for v in c[k]) for k in ("channels", "blocks", "growth")}
     res = float(c["residual_scale"])
+    dtype = precision.network_dtype(c["compute_dtype"])
     encoder = CifarEncoder(image_shape, int(c["latent_channels"]), ints["channels"],
-                           ints["blocks"], c["block"], ints["growth"], res)
-    decoder = CifarDecoder(ints["channels"], ints["blocks"], c["block"], ints["growth"], res)
+                           ints["blocks"], c["block"], ints["growth"], res, dtype)
+    decoder = CifarDecoder(ints["channels"], ints["blocks"], c["block"], ints["growth"], res,
+                           dtype)
     latent_shape = (image_shape[0] // 4, image_shape[1] // 4, int(c["latent_channels"]))
     prior = pixelcnn_af_prior(latent_shape, int(c["prior_steps"]), _hidden(c, "prior"),
                               int(c["prior_kernel"]), bool(c["prior_mean_only"]))
@@ -100,7 +104,7 @@ def cifar_parts(c, image_shape, num_levels) -> VLAEParts:
                                  tuple(int(v) for v in c["receptive_field"]),
                                  int(c["pixelcnn_filters"]), int(c["pixelcnn_blocks"]),
                                  int(c["num_mixtures"]), bool(c["grayscale"]),
-                                 bool(c["channel_coupled"]))
+                                 bool(c["channel_coupled"]), dtype)
     return VLAEParts(encoder, decoder, likelihood, prior, GaussianPosterior(3), latent_shape,
                      level_scale(num_levels))
 

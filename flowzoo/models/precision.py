@@ -1,0 +1,67 @@
+"""Mixed precision for the models' networks: ``config.model.compute_dtype``.
+
+The policy (docs/decisions.md, mixed precision):
+
+* ``"float32"`` (the default): every network computes in its input's dtype, float32 in a
+  model; the exact program of a model built before the option existed.
+* ``"bfloat16"``: the conditioner and decoder networks take bfloat16 activations; every
+  matrix product and convolution multiplies bfloat16 operands and accumulates in float32
+  (``preferred_element_type``), then adds its float32 bias; LayerNorm statistics and the
+  attention softmax are float32; parameters stay float32 (cast where used, so gradients,
+  the optimizer and EMA see float32) and each network returns float32 from its last
+  layer's float32 accumulator.  What the likelihood's accuracy rests on stays float32: the
+  bijectors (log-dets, mixture CDF and its bisection, logit/sigmoid, actnorm, 1x1
+  convolutions), priors and base densities, the loss.
+
+In VLAE the encoder, the decoder and the likelihood's network are narrowed; its priors and
+posterior flows (MADE, PixelCNN AF/IAF) stay float32 like the other bijectors.
+
+The option changes the computed function, not the parameters: a model trained in
+bfloat16 evaluates, encodes and decodes in float32 by setting the option back.  Exact
+round trips want float32: a flow's inverse gives each conditioner its input with float32
+error, and in a large network some of those inputs (or activations) then round to the
+neighbouring bfloat16 value, so z -> x is no longer exact to float32 precision (the figures:
+experiments/benchmarks/flowpp.py ``recon_error`` with ``--compute_dtype``).
+
+A network takes ``dtype``: None (follow the input) or the narrow dtype; the layers inside
+follow their input's dtype and ask :func:`accumulation` for the products' result type.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from flowzoo.errors import ConfigError
+
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def network_dtype(compute_dtype: str):
+    """The ``dtype`` a network gets for ``config.model.compute_dtype``: None for
+    ``"float32"`` (no casts anywhere: the networks follow their float32 input), else the
+    narrow dtype."""
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ConfigError(f"config.model.compute_dtype must be one of {COMPUTE_DTYPES}, got "
+                          f"{compute_dtype!r} ('float32' is the default; 'bfloat16' is "
+                          f"mixed precision).")
+    return None if compute_dtype == "float32" else jnp.bfloat16
+
+
+def accumulation(dtype):
+    """``preferred_element_type`` of a product of ``dtype`` operands: float32 when ``dtype``
+    is a float narrower than float32, else None (the operands' own type)."""
+    dtype = jnp.dtype(dtype)
+    if jnp.issubdtype(dtype, jnp.floating) and dtype.itemsize < 4:
+        return jnp.float32
+    return None
+
+
+def cast(x, dtype):
+    """``x`` in ``dtype``; unchanged when ``dtype`` or ``x`` is None."""
+    return x if dtype is None or x is None else x.astype(dtype)
+
+
+def wide(dtype):
+    """The dtype parameters and statistics are kept in for ``dtype`` activations: at least
+    float32 (float64 stays float64)."""
+    return jnp.promote_types(dtype, jnp.float32)

@@ -1,0 +1,66 @@
+"""experiments/benchmarks/port_comparison.py without torch: the port's two fixes go into a
+copy (never the user's checkout), a checkout that does not match is refused with a message,
+and the summary's ratios are flowzoo over port."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from experiments.benchmarks import port_comparison
+
+NN_PY = """class Attention:
+    def forward(self, q):
+        q *= key_depth_per_head ** -0.5
+        return q
+
+class Conv:
+    def forward(self, weights):
+        weights += self.bias
+        return weights
+"""
+
+
+def _fake_port(root, nn_text=NN_PY):
+    os.makedirs(root / "models" / "flowplusplus")
+    os.makedirs(root / "util")
+    (root / "models" / "flowplusplus" / "nn.py").write_text(nn_text)
+    (root / "util" / "__init__.py").write_text("")
+    return root
+
+
+def test_the_port_is_fixed_in_a_copy_and_the_checkout_is_left_alone(tmp_path):
+    port = _fake_port(tmp_path / "checkout")
+    copy = port_comparison.prepare_port(str(port), str(tmp_path / "copy"))
+    fixed = (tmp_path / "copy" / "models" / "flowplusplus" / "nn.py").read_text()
+    assert "q = q * key_depth_per_head ** -0.5" in fixed
+    assert "weights = weights + self.bias" in fixed
+    assert "*=" not in fixed and "+=" not in fixed
+    assert (port / "models" / "flowplusplus" / "nn.py").read_text() == NN_PY
+    assert os.path.isdir(os.path.join(copy, "util"))
+
+
+def test_a_checkout_without_the_lines_to_fix_is_refused(tmp_path):
+    port = _fake_port(tmp_path / "checkout", NN_PY.replace("weights += self.bias", "pass"))
+    with pytest.raises(SystemExit, match="weights \\+= self.bias"):
+        port_comparison.prepare_port(str(port), str(tmp_path / "copy"))
+    with pytest.raises(SystemExit, match="not a checkout of chrischute/flowplusplus"):
+        port_comparison.prepare_port(str(tmp_path), str(tmp_path / "copy2"))
+
+
+def test_summary_takes_medians_and_divides_flowzoo_by_port():
+    runs = [{"impl": "port", "train_img_s": 0.5, "train_peak_rss_gib": 18.0,
+             "sample_img_s": 4.0},
+            {"impl": "port", "train_img_s": 0.4, "train_peak_rss_gib": 18.4,
+             "sample_img_s": 4.4},
+            {"impl": "flowzoo", "train_img_s": 1.2, "train_peak_rss_gib": 3.3,
+             "sample_img_s": 6.0},
+            {"impl": "flowzoo", "stopped": "resident memory passed --max_rss_gib=1.0"}]
+    summary = port_comparison._summary(runs, 16)
+    assert summary["port"]["train_img_s"] == pytest.approx(0.45)
+    assert summary["flowzoo"]["runs"] == 1
+    ratios = summary["ratios_flowzoo_over_port"]
+    assert ratios["train_img_s"] == pytest.approx(1.2 / 0.45, abs=1e-3)
+    assert ratios["sample_img_s"] == pytest.approx(6.0 / 4.2, abs=1e-3)
+    assert ratios["train_peak_rss_gib"] == pytest.approx(3.3 / 18.2, abs=1e-3)
