@@ -42,7 +42,7 @@ def _check_data(suite):
     data_dir = os.environ.get("FLOWZOO_DATA_DIR")
     needed = sorted({DATASET_FOLDERS[c.key] for c in suite.claims})
     if not data_dir:
-        sys.exit(f"Set FLOWZOO_DATA_DIR to a folder holding {', '.join(needed)}/ (the "
+        sys.exit(f"Set FLOWZOO_DATA_DIR to a folder holding {', '.join(f'{n}/' for n in needed)} (the "
                  f"official files; see flowzoo/data/files.py), e.g. "
                  f"FLOWZOO_DATA_DIR=/data python experiments/reproduce.py --suite={suite.name}.")
     missing = [name for name in needed if not (pathlib.Path(data_dir) / name).is_dir()]
