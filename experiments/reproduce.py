@@ -33,14 +33,11 @@ _OUTPUT = flags.DEFINE_string("output", None,
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False,
                                  "Write the page from the finished runs; run nothing.")
 
-DATASET_FOLDERS = {"flowpp_mnist": "mnist", "vlae_static_mnist": "binarized_mnist",
-                   "vlae_caltech": "caltech101_silhouettes"}
-
-
 def _check_data(suite):
     """The suite reads the official files; say what is missing before anything runs."""
     data_dir = os.environ.get("FLOWZOO_DATA_DIR")
-    needed = sorted({DATASET_FOLDERS[c.key] for c in suite.claims})
+    # The official files of dataset NAME live in DIR/NAME/ (flowzoo/data/files.py).
+    needed = sorted({runner.load_config(c, c.variants[0], 0).data.name for c in suite.claims})
     if not data_dir:
         sys.exit(f"Set FLOWZOO_DATA_DIR to a folder holding {', '.join(f'{n}/' for n in needed)} (the "
                  f"official files; see flowzoo/data/files.py), e.g. "

@@ -15,6 +15,7 @@ import subprocess
 import numpy as np
 from PIL import Image
 
+from experiments.benchmarks import common as benchmark_common
 from experiments.suite import runner
 from experiments.suite.claims import Claim, Suite
 
@@ -216,16 +217,9 @@ def sweep_section(root: pathlib.Path, suite: Suite, figures: pathlib.Path, page_
 
 
 def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import jax
-    return (f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+    host = benchmark_common.machine()
+    return (f"{host['cpu']}, {host['cores']} cores, Python {platform.python_version()}, "
             f"jax {jax.__version__} on {jax.default_backend()}")
 
 

@@ -101,24 +101,30 @@ def _encode(parts: VLAEParts, params, images):
     return parts.encoder.apply(params["encoder"], parts.x_scale(images))
 
 
-def _sample_posterior(parts: VLAEParts, params, keys, mean, log_std, context):
-    """One z ~ q(z|x) per example from its own key: (z, log_q (B,))."""
+def _sample_posterior(parts: VLAEParts, params, keys, mean, log_std, context,
+                      per_element: bool = False):
+    """One z ~ q(z|x) per example from its own key: (z, log_q (B,)), or with
+    ``per_element`` log_q per latent element (B, *latent shape)."""
+    sample = (parts.posterior.sample_and_log_prob_per_element if per_element
+              else parts.posterior.sample_and_log_prob)
 
     def one(key, m, s, c):
         c = None if c is None else c[None]
-        z, log_q = parts.posterior.sample_and_log_prob(params["posterior"], key, m[None],
-                                                       s[None], c)
+        z, log_q = sample(params["posterior"], key, m[None], s[None], c)
         return z[0], log_q[0]
 
     return jax.vmap(one)(keys, mean, log_std, context)
 
 
+def _recon(parts: VLAEParts, params, images, z):
+    """-log p(x|z), (B,)."""
+    features = parts.decoder.apply(params["decoder"], z)
+    return -parts.likelihood.log_prob(params["likelihood"], images, features)
+
+
 def _terms(parts: VLAEParts, params, images, z, log_q):
     """(recon = -log p(x|z), kl = log q - log p(z)), each (B,)."""
-    features = parts.decoder.apply(params["decoder"], z)
-    recon = -parts.likelihood.log_prob(params["likelihood"], images, features)
-    kl = log_q - parts.prior.log_prob(params["prior"], z)
-    return recon, kl
+    return _recon(parts, params, images, z), log_q - parts.prior.log_prob(params["prior"], z)
 
 
 def elbo_terms(parts: VLAEParts, params, batch, key):
@@ -136,18 +142,10 @@ def kl_per_element(parts: VLAEParts, params, batch, key):
     for the same key)."""
     images = batch["image"]
     mean, log_std, context = _encode(parts, params, images)
-
-    def one(k, m, s, c):
-        c = None if c is None else c[None]
-        z, log_q = parts.posterior.sample_and_log_prob_per_element(params["posterior"], k,
-                                                                   m[None], s[None], c)
-        return z[0], log_q[0]
-
-    z, log_q = jax.vmap(one)(example_keys(key, batch["index"]), mean, log_std, context)
-    features = parts.decoder.apply(params["decoder"], z)
-    recon = -parts.likelihood.log_prob(params["likelihood"], images, features)
+    z, log_q = _sample_posterior(parts, params, example_keys(key, batch["index"]), mean,
+                                 log_std, context, per_element=True)
     kl = log_q - log_prob_per_element(parts.prior, params["prior"], z)
-    return recon, kl.reshape(kl.shape[0], -1)
+    return _recon(parts, params, images, z), kl.reshape(kl.shape[0], -1)
 
 
 def free_bits_total(kl, target):
