@@ -64,3 +64,16 @@ def test_summary_takes_medians_and_divides_flowzoo_by_port():
     assert ratios["train_img_s"] == pytest.approx(1.2 / 0.45, abs=1e-3)
     assert ratios["sample_img_s"] == pytest.approx(6.0 / 4.2, abs=1e-3)
     assert ratios["train_peak_rss_gib"] == pytest.approx(3.3 / 18.2, abs=1e-3)
+
+
+def test_summary_gives_each_compute_dtype_its_own_ratios():
+    runs = [{"impl": "port", "train_img_s": 0.5, "train_peak_rss_gib": 18.0,
+             "sample_img_s": 4.0},
+            {"impl": "flowzoo", "train_img_s": 1.5, "train_peak_rss_gib": 3.3,
+             "sample_img_s": 8.0},
+            {"impl": "flowzoo-bfloat16", "train_img_s": 2.0, "train_peak_rss_gib": 3.1,
+             "sample_img_s": 10.0}]
+    summary = port_comparison._summary(runs, 16)
+    assert summary["ratios_flowzoo_over_port"]["train_img_s"] == pytest.approx(3.0)
+    bf16 = summary["ratios_flowzoo-bfloat16_over_port"]
+    assert bf16["train_img_s"] == pytest.approx(4.0) and bf16["sample_img_s"] == 2.5

@@ -1,15 +1,16 @@
 """flowzoo's Flow++ against the PyTorch port (chrischute/flowplusplus), alternately, one run.
 
-Each round runs the port, then flowzoo (``--rounds`` of them), every measurement in a fresh
-subprocess, and prints one JSON line per measurement and a ``summary`` line: the medians of
-train img/s (one optimizer step: forward, backward, clipping, Adam; median over ``--steps``
-timed steps after a first, untimed one), peak resident memory after those steps (CPU) or peak
-device memory (GPU), and sample img/s (z -> x, a batch of ``--batch_size``), with the ratios
-flowzoo / port and the machine (CPU model, cores, load average before and after each
-measurement).
+Each round runs the port, then flowzoo in each ``--compute_dtypes`` (``--rounds`` of them),
+every measurement in a fresh subprocess, and prints one JSON line per measurement and a
+``summary`` line: the medians of train img/s (one optimizer step: forward, backward,
+clipping, Adam; median over ``--steps`` timed steps after a first, untimed one), peak
+resident memory after those steps (CPU) or peak device memory (GPU), and sample img/s
+(z -> x, a batch of ``--batch_size``), with the ratios flowzoo / port (per compute dtype)
+and the machine (CPU model, cores, load average before and after each measurement).
 
     python experiments/benchmarks/port_comparison.py --port_dir=/path/to/flowplusplus \\
-        --torch_python=/path/to/venv/bin/python --batch_size=16 --steps=2
+        --torch_python=/path/to/venv/bin/python --batch_size=16 --steps=2 \\
+        --compute_dtypes=float32,bfloat16
 
 The port runs at its own CIFAR-10 defaults (``train.py``: 96 channels, 10 blocks, 32
 components, 2 dequantization blocks, attention, dropout 0.2), flowzoo at
@@ -131,8 +132,9 @@ def flowzoo_worker(args) -> dict:
     from flowzoo.training import compilation_cache, optim, steps
 
     compilation_cache.enable(args.cache_dir)  # shared by the rounds: compiled once
+    dtype = args.compute_dtype or "float32"
     overrides = args.override + ["model.iw_samples=1",
-                                 f"model.compute_dtype={json.dumps(args.compute_dtype)}"]
+                                 f"model.compute_dtype={json.dumps(dtype)}"]
     config = flowpp_benchmark.load_config(args.config, overrides)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (max(args.batch_size, 16), 32, 32, 3), dtype=np.uint8)
@@ -174,7 +176,7 @@ def flowzoo_worker(args) -> dict:
         draw, args.steps, lambda: jax.block_until_ready(samples[0]))
     out["params"] = int(sum(np.size(p) for p in jax.tree.leaves(params)))
     out["framework"] = (f"jax {jax.__version__} ({jax.default_backend()}), "
-                        f"compute_dtype {args.compute_dtype}")
+                        f"compute_dtype {dtype}")
     return out
 
 
@@ -247,8 +249,11 @@ def run_worker(cmd, max_rss_gib):
 
 
 def _summary(results, batch_size):
+    """Medians per implementation ("port", "flowzoo", "flowzoo-bfloat16", ...) and each
+    flowzoo variant's ratios to the port (``ratios_<impl>_over_port``)."""
     summary = {"batch_size": batch_size}
-    for impl in ("port", "flowzoo"):
+    impls = list(dict.fromkeys(r["impl"] for r in results))
+    for impl in impls:
         ok = [r for r in results if r["impl"] == impl and "train_img_s" in r]
         if ok:
             summary[impl] = {k: round(statistics.median(r[k] for r in ok), 3) for k in
@@ -257,11 +262,12 @@ def _summary(results, batch_size):
                 if all(k in r for r in ok):
                     summary[impl][k] = round(statistics.median(r[k] for r in ok), 3)
             summary[impl]["runs"] = len(ok)
-    if "port" in summary and "flowzoo" in summary:
-        port, ours = summary["port"], summary["flowzoo"]
-        summary["ratios_flowzoo_over_port"] = {
-            k: round(ours[k] / port[k], 3) for k in port
-            if k != "runs" and k in ours and port[k]}
+    for impl in impls:
+        if impl != "port" and "port" in summary and impl in summary:
+            port, ours = summary["port"], summary[impl]
+            summary[f"ratios_{impl}_over_port"] = {
+                k: round(ours[k] / port[k], 3) for k in port
+                if k != "runs" and k in ours and port[k]}
     return summary
 
 
@@ -280,7 +286,11 @@ def main():
                                                          "flowpp_cifar10.py"))
     parser.add_argument("--override", action="append", default=[],
                         help="flowzoo config dotted.key=json_value")
-    parser.add_argument("--compute_dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--compute_dtypes", default="float32",
+                        help="flowzoo's model.compute_dtype, comma-separated: each is measured "
+                             "in every round (e.g. float32,bfloat16)")
+    parser.add_argument("--compute_dtype", choices=("float32", "bfloat16"),
+                        help=argparse.SUPPRESS)  # one, in a worker
     parser.add_argument("--max_rss_gib", type=float, default=None,
                         help="stop a measurement past this resident memory (default: 80%% "
                              "of the memory available at start)")
@@ -296,6 +306,10 @@ def main():
         return
     if not args.port_dir:
         parser.error("--port_dir is required: a checkout of chrischute/flowplusplus")
+    dtypes = [d.strip() for d in args.compute_dtypes.split(",") if d.strip()]
+    if not dtypes or set(dtypes) - {"float32", "bfloat16"}:
+        parser.error(f"--compute_dtypes takes float32 and/or bfloat16, got "
+                     f"{args.compute_dtypes!r}")
     available = _available_gib()
     max_rss = args.max_rss_gib or (0.8 * available if available else None)
     print(json.dumps({"machine": machine(), "available_gib": available and round(available, 1),
@@ -306,13 +320,17 @@ def main():
     with tempfile.TemporaryDirectory(prefix="port-comparison-") as tmp:
         port_copy = prepare_port(args.port_dir, os.path.join(tmp, "port"))
         cache = os.path.join(tmp, "jax-cache")
-        ours = [sys.executable, os.path.abspath(__file__), "--worker=flowzoo",
-                f"--config={args.config}", f"--compute_dtype={args.compute_dtype}",
-                f"--cache_dir={cache}"] + [f"--override={o}" for o in args.override]
+        ours = {dtype: [sys.executable, os.path.abspath(__file__), "--worker=flowzoo",
+                        f"--config={args.config}", f"--compute_dtype={dtype}",
+                        f"--cache_dir={cache}"] + [f"--override={o}" for o in args.override]
+                for dtype in dtypes}
         theirs = [args.torch_python, os.path.abspath(__file__), "--worker=port",
                   f"--port_copy={port_copy}"]
+        plan = [("port", theirs)] + [
+            ("flowzoo" if dtype == "float32" else f"flowzoo-{dtype}", ours[dtype])
+            for dtype in dtypes]
         for r in range(args.rounds):
-            for impl, cmd in (("port", theirs), ("flowzoo", ours)):
+            for impl, cmd in plan:
                 result = {"impl": impl, "round": r, **run_worker(cmd + common, max_rss)}
                 results.append(result)
                 print(json.dumps(result), flush=True)

@@ -10,7 +10,7 @@ PRESETS = {
     "paper_eval": ":paper with the paper's NLL: 4,096 importance samples per image, the whole "
                   "test split, EMA weights (--mode=eval on a :paper workdir)",
     "cpu": ":paper's protocol, 2,000 steps of batch 64 on the full model (the results suite)",
-    "smoke": "a tiny model of the same structure, a seconds-long run (tests)",
+    "smoke": "a tiny model of the same structure; under a minute cold on 2 CPU cores (tests)",
 }
 
 

@@ -105,6 +105,25 @@ def test_describe_works_for_every_flowpp_config(name, arg):
         assert info["num_params"] == 31_443_440  # the official gated_nin ablation
 
 
+@pytest.mark.parametrize("name", CONFIGS)
+def test_smoke_attention_runs_at_most_at_32x32_like_the_official_models(name):
+    """:smoke keeps the architecture's leading squeezes (ImageNet 64, CelebA), so attention
+    sees at most 32x32 positions: at 128x128 (16,384 positions) one smoke run took over six
+    minutes instead of under one (docs/benchmarks.md#smoke)."""
+    shapes = _describe(name, "smoke")["shapes"]
+    # A network's positions: its positional embedding's (H, W); attention where it has 'attn'.
+    positions = [math.prod(shape[-3:-1]) for path, shape in shapes.items()
+                 if path.endswith("['pos_emb']") and any(
+                     k.startswith(path[:-len("['pos_emb']")] + "['blocks']['attn']")
+                     for k in shapes)]
+    assert bool(positions) == (_config(name, "smoke").model.mixer == "attention")
+    assert max(positions, default=0) <= 32 * 32, positions
+    official = _config(name).model.layout.split(",")
+    smoke = _config(name, "smoke").model.layout.split(",")
+    leading = next(i for i, g in enumerate(official + [""]) if g != "squeeze")
+    assert smoke[:leading] == ["squeeze"] * leading and smoke[leading] != "squeeze"
+
+
 def test_training_settings_follow_the_reference():
     c = _config("flowpp_cifar10")
     assert (c.optim.learning_rate, c.optim.warmup_steps, c.optim.grad_clip) == (3e-4, 2000, 1.0)
