@@ -10,7 +10,7 @@ import re
 import signal
 import subprocess
 import sys
-import time
+import threading
 
 import pytest
 
@@ -46,12 +46,20 @@ def test_quick_suite_writes_the_page_and_continues_after_sigterm(tmp_path):
     claim0, variant0, seed0 = runs[0]
     first = runner.run_dir(tmp_path / "quick", claim0, variant0.label, seed0)
     proc = _reproduce(tmp_path, wait=False)
-    deadline = time.time() + 300
-    while not list((first / "checkpoints").glob("[0-9]*")) and time.time() < deadline:
-        assert proc.poll() is None, proc.stdout.read()
-        time.sleep(0.5)
+    # The suite echoes each run's progress as it comes: SIGTERM once the first run has
+    # logged step 2 of its 4 (its checkpoint is written only at step 4, which is why
+    # waiting for a checkpoint raced with the run's end).
+    watchdog = threading.Timer(300, proc.kill)
+    watchdog.start()
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "step 2/" in line:
+            break
+    watchdog.cancel()
+    assert proc.poll() is None, "".join(seen)
     proc.send_signal(signal.SIGTERM)
-    out = proc.communicate(timeout=300)[0]
+    out = "".join(seen) + proc.communicate(timeout=300)[0]
     assert proc.returncode == 143, out
     assert "rerun the same command to continue" in out
     assert not (first / "summary.json").exists()
@@ -131,3 +139,17 @@ def test_suites_define_a_step_budget_and_distinct_run_folders():
             assert sweep.variant in {v.label for v in claim.variants}
     with pytest.raises(ValueError, match="Unknown suite"):
         claims.suite("full")
+
+
+def test_a_sigterm_while_a_command_ends_still_stops_the_suite(tmp_path):
+    """The command signals the suite and exits at once: the forwarded SIGTERM finds the
+    child gone (or kills it), and the suite must still stop instead of starting the next
+    run (a signal lost this way let a preempted suite run to its end)."""
+    suite_runner = runner.Runner(tmp_path, echo=lambda *_: None)
+    previous = signal.signal(signal.SIGTERM, suite_runner._forward_sigterm)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            suite_runner._launch(["-c", "import os, signal; os.kill(os.getppid(), signal.SIGTERM)"],
+                                 tmp_path / "log.txt")
+    finally:
+        signal.signal(signal.SIGTERM, previous)

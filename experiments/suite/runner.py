@@ -103,6 +103,7 @@ class Runner:
         self.env = {**os.environ, **(env or {})}
         self.echo = echo or functools.partial(print, flush=True)
         self._child = None
+        self._stop = False  # a SIGTERM arrived: stop once the current command has ended
 
     def _launch(self, command: list[str], log: pathlib.Path) -> str:
         """Runs ``python COMMAND`` from the repository root, its output into ``log`` and its
@@ -121,7 +122,9 @@ class Runner:
                 out.flush()
                 self.echo("    " + line.rstrip())
             code, self._child = self._child.wait(), None
-        if code == 143:
+        # A SIGTERM between the child's exit and the line above reached no process; the
+        # flag keeps it (the run itself finished and a rerun skips it).
+        if code == 143 or self._stop:
             raise KeyboardInterrupt("preempted")
         if code:
             raise RunFailed(f"`python {' '.join(command)}` exited with {code}; see {log}.")
@@ -129,6 +132,7 @@ class Runner:
 
     def _forward_sigterm(self, signum, frame):
         del frame
+        self._stop = True
         if self._child is not None:
             self._child.send_signal(signum)  # the trainer saves and exits 143
         else:
