@@ -132,7 +132,7 @@ def flowzoo_worker(args) -> dict:
     from flowzoo.training import compilation_cache, optim, steps
 
     compilation_cache.enable(args.cache_dir)  # shared by the rounds: compiled once
-    dtype = args.compute_dtype or "float32"
+    dtype = args.compute_dtype
     overrides = args.override + ["model.iw_samples=1",
                                  f"model.compute_dtype={json.dumps(dtype)}"]
     config = flowpp_benchmark.load_config(args.config, overrides)
@@ -289,7 +289,7 @@ def main():
     parser.add_argument("--compute_dtypes", default="float32",
                         help="flowzoo's model.compute_dtype, comma-separated: each is measured "
                              "in every round (e.g. float32,bfloat16)")
-    parser.add_argument("--compute_dtype", choices=("float32", "bfloat16"),
+    parser.add_argument("--compute_dtype", default="float32", choices=("float32", "bfloat16"),
                         help=argparse.SUPPRESS)  # one, in a worker
     parser.add_argument("--max_rss_gib", type=float, default=None,
                         help="stop a measurement past this resident memory (default: 80%% "

@@ -11,7 +11,6 @@ level array.  Prints one row per config and a markdown table at the end.
 """
 
 import argparse
-import importlib.util
 import os
 import pathlib
 import subprocess
@@ -19,58 +18,50 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from experiments.benchmarks.flowpp import load_config  # noqa: E402
 from flowzoo.data import dataset, files, loading, tfds_source  # noqa: E402
 
-RUN = """
-import sys
-from flowzoo import experiment
-from flowzoo.training import compilation_cache
-sys.path.insert(0, {root!r})
-import importlib.util
-spec = importlib.util.spec_from_file_location("config", {path!r})
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-config = module.get_config("smoke")
-compilation_cache.enable({cache!r})
-if {mock!r} == "files":
-    import os
-    import numpy as np
-    from flowzoo.data import dataset, files
-    name, info = config.data.name, dataset.info(config.data.name)
-    path = os.path.join({tmp!r}, "data", files.FOLDERS[name], files.file_names(name, "train")[0])
-    os.makedirs(os.path.dirname(path))
-    levels = np.random.default_rng(0).integers(0, info.num_levels, (256, *info.shape))
-    np.save(path, levels.astype(np.uint8))
-    with config.unlocked():
-        config.data.data_dir = os.path.dirname(os.path.dirname(path))
-    experiment.train_and_evaluate(config, {workdir!r})
-elif {mock!r} == "tfds":
-    import numpy as np
-    from flowzoo.data import dataset, tfds_source
 
-    def mock_load_tfds(name, split, **unused):
-        info = dataset.info(name)
-        levels = np.random.default_rng(0).integers(0, info.num_levels, (256, *info.shape))
-        return dataset.ImageDataset(name, split, levels.astype(np.uint8), info.num_levels)
+def _random_levels(name: str) -> np.ndarray:
+    """256 images of dataset ``name``'s shape, uniform over its levels (uint8)."""
+    info = dataset.info(name)
+    return np.random.default_rng(0).integers(
+        0, info.num_levels, (256, *info.shape)).astype(np.uint8)
 
-    tfds_source.load_tfds = mock_load_tfds
-    experiment.train_and_evaluate(config, {workdir!r})
-else:
-    experiment.train_and_evaluate(config, {workdir!r})
-"""
+
+def run_one(path: str, mock: str, tmp: str):
+    """One ``:smoke`` run (in the measured process): ``mock`` "tfds" stands in for flowzoo's
+    TFDS reader, "files" writes the dataset's file into a data folder under ``tmp``."""
+    from flowzoo import experiment
+    from flowzoo.training import compilation_cache
+
+    config = load_config(f"{path}:smoke", [])
+    compilation_cache.enable(os.path.join(tmp, "cache"))
+    if mock == "files":
+        name = config.data.name
+        folder = os.path.join(tmp, "data", files.FOLDERS[name])
+        os.makedirs(folder)
+        np.save(os.path.join(folder, files.file_names(name, "train")[0]), _random_levels(name))
+        with config.unlocked():
+            config.data.data_dir = os.path.dirname(folder)
+    elif mock == "tfds":
+        tfds_source.load_tfds = lambda name, split, **_: dataset.ImageDataset(
+            name, split, _random_levels(name), dataset.info(name).num_levels)
+    experiment.train_and_evaluate(config, os.path.join(tmp, "run"))
 
 
 def measure(path: pathlib.Path, mock: str) -> tuple[float, int, str]:
-    """Seconds, exit code and output of one cold ``:smoke`` run; ``mock`` is "", "tfds" or
-    "files"."""
+    """Seconds, exit code and output of one cold ``:smoke`` run in a fresh process; ``mock``
+    is "", "tfds" or "files"."""
     with tempfile.TemporaryDirectory() as tmp:
-        code = RUN.format(root=str(ROOT), path=str(path), cache=os.path.join(tmp, "cache"),
-                          workdir=os.path.join(tmp, "run"), mock=mock, tmp=tmp)
         start = time.perf_counter()
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        result = subprocess.run(
+            [sys.executable, __file__, f"--run_one={path}", f"--mock={mock}", f"--tmp={tmp}"],
+            capture_output=True, text=True)
         return time.perf_counter() - start, result.returncode, result.stdout + result.stderr
 
 
@@ -78,10 +69,7 @@ def data_kind(path: pathlib.Path) -> str:
     """"real" when the smoke run's splits are on this machine (embedded, local files or
     prepared TFDS data), else the mock to use: "tfds" or "files".  Decided before the run, so
     that a timed run never waits on a download."""
-    spec = importlib.util.spec_from_file_location("config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    d = module.get_config("smoke").data
+    d = load_config(f"{path}:smoke", []).data
     sources = dataset.info(d.name).sources
     if "embedded" in sources:
         return "real"
@@ -99,7 +87,12 @@ def data_kind(path: pathlib.Path) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="comma-separated config names")
+    parser.add_argument("--run_one", help=argparse.SUPPRESS)  # a measured run: config path
+    parser.add_argument("--mock", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--tmp", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.run_one:
+        return run_one(args.run_one, args.mock, args.tmp)
     only = {name.strip() for name in args.only.split(",") if name.strip()}
     rows = []
     for path in sorted((ROOT / "experiments" / "configs").glob("[!_]*.py")):

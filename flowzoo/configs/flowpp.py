@@ -48,9 +48,9 @@ def smoke(c):
     """A tiny Flow++ (variational dequantizer, mixture couplings, gated convs with attention;
     one group of two steps after the architecture's leading squeezes, so that attention on
     64x64 and 128x128 images runs at 32x32 as in the official models) and a 20-step run
-    (batch 16; 8 on images larger than 32x32x3): under 60 s on 2 CPU cores with a cold
-    compilation cache (most of it compiling), a few seconds with a warm one
-    (docs/benchmarks.md#smoke)."""
+    (batch 16, evaluation on 32 images; 8 and 16 on images larger than 32x32x3): under 60 s
+    on 2 CPU cores with a cold compilation cache (most of it compiling), a few seconds with
+    a warm one (docs/benchmarks.md#smoke)."""
     m = c.model
     groups = m.layout.split(",")
     leading_squeezes = next(i for i, g in enumerate(groups + [""]) if g.strip() != "squeeze")
@@ -76,8 +76,8 @@ def smoke(c):
     c.optim.learning_rate = 2e-3
     c.optim.warmup_steps = 5
     c.optim.ema_decay = 0.9
-    c.eval.batch_size = 32
-    c.eval.max_examples = 32
+    c.eval.batch_size = 16 if large else 32
+    c.eval.max_examples = 16 if large else 32
     c.eval.num_samples = 4
     m.loss_scale = "bits_per_dim"  # the scale its learning rate and tests were tuned on
 
