@@ -37,7 +37,7 @@ LENGTH, HEADS, DEPTH = 32 * 16, 4, 24
 def loss_fn(loop):
     def block(h, w):
         qkv = (h @ w).reshape(h.shape[:-1] + (3, HEADS, DEPTH))
-        out = self_attention(qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :], loop)
+        out = self_attention(qkv, loop)
         h = h + out.reshape(h.shape)
         return h / jnp.sqrt(1.0 + jnp.mean(h * h, axis=-1, keepdims=True)), None
 

@@ -3,7 +3,7 @@
 Why this exists: on XLA's CPU backend the kernel gradient that autodiff emits for
 ``lax.conv_general_dilated`` runs 10-20x slower inside a while loop (``lax.scan``,
 ``nn.scan``) than outside one.  Flow++ scans its conditioner blocks, so
-``flowzoo.models.flowpp.nets.conv_same`` writes the gradients by hand.  Rerun this after a
+``flowzoo.models.flowpp.ops.conv_same`` writes the gradients by hand.  Rerun this after a
 JAX upgrade: when the ``autodiff`` rows agree, ``conv_same`` is no longer needed.
 
     python experiments/benchmarks/conv_in_scan.py [--batch 4] [--layers 10]
@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from flowzoo.models.flowpp.nets import conv_nhwc, conv_same  # noqa: E402
+from flowzoo.models.flowpp.ops import conv_nhwc, conv_same  # noqa: E402
 
 
 def loss_fn(conv, scanned):

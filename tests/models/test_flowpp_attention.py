@@ -21,6 +21,10 @@ def _qkv(lead, length=12, heads=2, depth=3, seed=0):
                  for _ in range(3))
 
 
+def _stacked(q, k, v):
+    return jnp.stack([q, k, v], axis=-3)  # (*batch, L, 3, heads, d), as self_attention takes
+
+
 def _textbook(q, k, v):
     logits = jnp.einsum("...qhd,...khd->...hqk", q, k) / np.sqrt(q.shape[-1])
     return jnp.einsum("...hqk,...khd->...qhd", jax.nn.softmax(logits, axis=-1), v)
@@ -44,15 +48,23 @@ def test_example_loop_matches_the_batched_attention(lead):
 
     def loss(loop):
         return jax.jit(jax.value_and_grad(
-            lambda *a: jnp.sum(w * attention.self_attention(*a, loop=loop)), argnums=(0, 1, 2)))
+            lambda *a: jnp.sum(w * attention.self_attention(_stacked(*a), loop=loop)),
+            argnums=(0, 1, 2)))
 
     assert "scan" in jax.make_jaxpr(
-        lambda *a: attention.self_attention(*a, loop="examples"))(q, k, v).pretty_print()
+        lambda qkv: attention.self_attention(qkv, loop="examples"))(_stacked(q, k, v)).pretty_print()
     value, grads = loss("examples")(q, k, v)
     ref_value, ref_grads = loss("off")(q, k, v)
     np.testing.assert_allclose(value, ref_value, rtol=1e-12)
+    np.testing.assert_allclose(value, jnp.sum(w * _textbook(q, k, v)), rtol=1e-12)
     for g, e in zip(grads, ref_grads):
         np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+
+
+def test_self_attention_names_the_stacked_layout_it_takes():
+    q, k, v = _qkv((2,))
+    with pytest.raises(ValueError, match=r"\(\*batch, L, 3, heads, d\)"):
+        attention.self_attention(q, loop="examples")
 
 
 def test_auto_loops_on_cpu_only_and_bad_values_name_the_config_key():
@@ -66,17 +78,19 @@ def test_example_loop_keeps_a_sharded_batch_sharded():
     mesh = Mesh(np.array(jax.devices()), ("data",))
     q, k, v = _qkv((2 * jax.device_count(),))  # 2 examples per device: a 2-step loop
     sharding = NamedSharding(mesh, PartitionSpec("data"))
-    fn = jax.jit(lambda *a: attention.self_attention(*a, loop="examples"),
+    fn = jax.jit(lambda qkv: attention.self_attention(qkv, loop="examples"),
                  in_shardings=sharding, out_shardings=sharding)
-    hlo = fn.lower(q, k, v).compile().as_text()
+    qkv = _stacked(q, k, v)
+    hlo = fn.lower(qkv).compile().as_text()
     assert "while" in hlo and "all-gather" not in hlo and "all-to-all" not in hlo
-    out = fn(*(jax.device_put(t, sharding) for t in (q, k, v)))
+    out = fn(jax.device_put(qkv, sharding))
     np.testing.assert_allclose(out, attention.attend(q, k, v), rtol=1e-12)
 
 
 def test_example_loop_under_vmap():
     q, k, v = _qkv((2, 3))
-    out = jax.vmap(lambda *a: attention.self_attention(*a, loop="examples"))(q, k, v)
+    out = jax.vmap(lambda qkv: attention.self_attention(qkv, loop="examples"))(
+        _stacked(q, k, v))
     np.testing.assert_allclose(out, attention.attend(q, k, v), rtol=1e-12)
 
 
@@ -95,7 +109,7 @@ def test_rematerialised_block_keeps_the_attention_output(capsys):
     q, k, v = _qkv((2,))
 
     def block(q):
-        return jnp.sum(jnp.sin(attention.self_attention(q, k, v, loop="examples")))
+        return jnp.sum(jnp.sin(attention.self_attention(_stacked(q, k, v), loop="examples")))
 
     jax.ad_checkpoint.print_saved_residuals(jax.checkpoint(block, policy=nets.REMAT_POLICY), q)
     saved = capsys.readouterr().out
@@ -108,3 +122,16 @@ def test_model_config_rejects_an_unknown_attention_loop():
     from flowzoo.models import flowpp
     with pytest.raises(ValueError, match="config.model.attention_loop"):
         flowpp.make_flow({"attention_loop": "sometimes"}, (8, 8, 1), 256)
+
+
+def test_products_benchmark_times_every_layout_and_marks_the_ones_attention_uses():
+    import inspect
+
+    from experiments.benchmarks import attention_products
+    rows = list(attention_products.time_cases(length=8, heads=2, depth=3, rounds=1, calls=1))
+    assert len(rows) == sum(map(len, attention_products.LAYOUTS.values()))
+    assert all(r["best_ms"] > 0 for r in rows)
+    used = [r for r in rows if r["used"]]
+    assert sorted(r["product"] for r in used) == sorted(attention_products.LAYOUTS)
+    source = inspect.getsource(attention)
+    assert all(f'"{r["einsum"]}"' in source for r in used), used

@@ -9,9 +9,11 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax.extend import core as jax_core
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from flowzoo.models.flowpp import nets
+from flowzoo.models.flowpp import nets, ops
 
 BLOCKS = 3
 
@@ -81,7 +83,7 @@ def test_data_dependent_init_under_scan_normalises_each_block():
 
 
 def test_conv_same_gradients_equal_autodiff_of_the_plain_convolution():
-    """``nets.conv_same`` writes its gradients by hand (a fast path for XLA:CPU inside
+    """``ops.conv_same`` writes its gradients by hand (a fast path for XLA:CPU inside
     ``nn.scan``); they must equal autodiff of ``lax.conv_general_dilated``, for square and
     non-square odd kernels and non-square images, and with more output than input channels
     and the other way round (the kernel gradient shifts the narrower side)."""
@@ -98,17 +100,51 @@ def test_conv_same_gradients_equal_autodiff_of_the_plain_convolution():
         def loss(conv):
             return lambda x, k: jnp.sum(jnp.tanh(conv(x, k)) * weights)
 
-        np.testing.assert_allclose(nets.conv_same(x, kernel), plain(x, kernel), rtol=1e-12)
-        got = jax.grad(loss(nets.conv_same), argnums=(0, 1))(x, kernel)
+        np.testing.assert_allclose(ops.conv_same(x, kernel), plain(x, kernel), rtol=1e-12)
+        got = jax.grad(loss(ops.conv_same), argnums=(0, 1))(x, kernel)
         want = jax.grad(loss(plain), argnums=(0, 1))(x, kernel)
         for g, w in zip(got, want):
             np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
         # The rule batches (vmap over kernels) and jits to the same numbers.
         kernels = jnp.stack([kernel, -0.5 * kernel])
-        got_v = jax.jit(jax.vmap(jax.grad(loss(nets.conv_same), argnums=1),
+        got_v = jax.jit(jax.vmap(jax.grad(loss(ops.conv_same), argnums=1),
                                  in_axes=(None, 0)))(x, kernels)
         want_v = jax.vmap(jax.grad(loss(plain), argnums=1), in_axes=(None, 0))(x, kernels)
         np.testing.assert_allclose(got_v, want_v, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("lead", [(), (3,), (2, 3)])
+def test_add_position_gradients_equal_autodiff_of_the_broadcast_sum(lead):
+    rng = np.random.default_rng(12)
+    x = jnp.asarray(rng.normal(size=lead + (4, 5, 6)), jnp.float64)
+    pos = jnp.asarray(rng.normal(size=(4, 5, 6)), jnp.float64)
+    weights = jnp.asarray(rng.normal(size=x.shape), jnp.float64)
+
+    def loss(add):
+        return lambda x, p: jnp.sum(jnp.sin(add(x, p)) * weights)
+
+    np.testing.assert_allclose(ops.add_position(x, pos), x + pos, rtol=1e-15)
+    got = jax.jit(jax.grad(loss(ops.add_position), argnums=(0, 1)))(x, pos)
+    want = jax.grad(loss(jnp.add), argnums=(0, 1))(x, pos)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-14)
+
+
+def test_add_position_keeps_dtypes_and_sums_bfloat16_gradients_in_float32():
+    rng = np.random.default_rng(13)
+    x = jnp.asarray(rng.normal(size=(64, 2, 2, 3)), jnp.bfloat16)
+    pos = jnp.asarray(rng.normal(size=(2, 2, 3)), jnp.float32)
+    # Cotangent 1 + n/64 for example n (exact in bfloat16); their sum, 95.5, is exact in
+    # float32, while a bfloat16 running sum (resolution 0.25 above 32) would round.
+    weights = 1.0 + jnp.arange(64.0).reshape(64, 1, 1, 1) / 64
+
+    def loss(x, p):
+        return jnp.sum(ops.add_position(x, p).astype(jnp.float32) * weights)
+
+    g_x, g_pos = jax.grad(loss, argnums=(0, 1))(x, pos)
+    assert ops.add_position(x, pos).dtype == jnp.bfloat16
+    assert g_x.dtype == jnp.bfloat16 and g_pos.dtype == jnp.float32
+    np.testing.assert_array_equal(g_pos, np.full((2, 2, 3), 95.5))
 
 
 def _count_primitive(jaxpr, name):
@@ -138,12 +174,40 @@ def test_rematerialised_blocks_do_not_run_their_3x3_convolution_again():
     assert convolutions(remat=True) == 2 * (BLOCKS + 2)
 
 
-def test_keep_masks_are_the_plain_bernoulli_draw_of_that_shape():
-    """keep_masks draws flat and reshapes (cheaper to compile); the masks, and so every
-    dropout stream of a run, must stay those of a bernoulli draw of the full shape."""
+def test_keep_masks_are_the_16_bit_halves_of_one_flat_draw():
+    """keep_masks decides two elements per 32-bit draw (low half, then high half), keeping
+    an element when its half is below (1 - rate) * 2^16: the documented stream, which a
+    resumed run relies on staying the same."""
     key = jax.random.PRNGKey(11)
-    shape = (3, 4, 6, 10)
+    shape = (3, 5, 7)  # 105 elements: the last draw's high half goes unused
     got = nets.keep_masks(key, 0.2, shape)
-    np.testing.assert_array_equal(got, jax.random.bernoulli(key, 0.8, shape))
-    assert got.shape == shape and 0.7 < float(jnp.mean(got)) < 0.9
+    bits = np.asarray(jax.random.bits(key, (53,), jnp.uint32))
+    halves = np.stack([bits & 0xFFFF, bits >> 16], axis=-1).reshape(-1)[:105]
+    np.testing.assert_array_equal(got, (halves < 52429).reshape(shape))
+    assert got.dtype == jnp.bool_
     assert nets.keep_masks(key, 0.0, shape) is None and nets.keep_masks(None, 0.2, shape) is None
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.2, 0.5])
+def test_keep_masks_keep_with_probability_one_minus_rate_independently(rate):
+    n = 1 << 20
+    keep = np.asarray(nets.keep_masks(jax.random.PRNGKey(3), rate, (n,)))
+    p = 1.0 - rate
+    # Five standard deviations of the sample frequencies.
+    assert abs(keep.mean() - p) < 5 * np.sqrt(p * (1 - p) / n)
+    both = (keep[0::2] & keep[1::2]).mean()  # the two halves of each draw
+    assert abs(both - p * p) < 5 * np.sqrt(p * p * (1 - p * p) / (n // 2))
+    other = np.asarray(nets.keep_masks(jax.random.PRNGKey(4), rate, (n,)))
+    assert abs((keep & other).mean() - p * p) < 5 * np.sqrt(p * p * (1 - p * p) / n)
+
+
+def test_keep_masks_of_a_sharded_batch_are_drawn_shard_by_shard():
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    sharding = NamedSharding(mesh, PartitionSpec("data"))
+    shape = (2 * jax.device_count(), 4, 4, 6)
+    draw = jax.jit(lambda key: nets.keep_masks(key, 0.2, shape), out_shardings=sharding)
+    hlo = draw.lower(jax.random.PRNGKey(5)).compile().as_text()
+    assert not any(c in hlo for c in ("all-gather", "all-to-all", "collective-permute",
+                                      "all-reduce")), "the mask is not computed per shard"
+    np.testing.assert_array_equal(draw(jax.random.PRNGKey(5)),
+                                  nets.keep_masks(jax.random.PRNGKey(5), 0.2, shape))

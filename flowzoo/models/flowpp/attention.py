@@ -24,7 +24,8 @@ Two layouts of the same function (``loop``):
 Precision: q, k, v in bfloat16 (``config.model.compute_dtype``) give float32 logits
 (float32 accumulation), a float32 softmax and log-normaliser, bfloat16 weights in the
 weighted sum of v (float32 accumulation), and a bfloat16 output; the backward pass the same.
-Figures: docs/decisions.md#fpp-attention-loop; ``experiments/benchmarks/attention_layout.py``.
+Figures: docs/decisions.md#fpp-attention-loop, #fpp-attention-layouts;
+``experiments/benchmarks/attention_layout.py``, ``attention_products.py``.
 """
 
 from __future__ import annotations
@@ -71,70 +72,96 @@ def loops_over_examples(loop: str) -> bool:
     return loop == "examples"
 
 
-def _example_forward(q, k, v):
-    """One example, q pre-scaled.  (L, H, d) each -> out (L, H, d) in v's dtype, lse
-    (H, L, 1) at least float32."""
-    s = _product("qhd,khd->hqk", q, k)
+def _split(qkv):
+    """(L, 3, H, d) -> q scaled by d^-1/2, k, v, each (L, H, d)."""
+    return qkv[:, 0] * (qkv.shape[-1] ** -0.5), qkv[:, 1], qkv[:, 2]
+
+
+# The products' operand and result layouts: XLA:CPU's YNNPACK products ran the same
+# arithmetic up to 5x slower in some layouts than in others for these shapes (L = 512, H = 4,
+# d = 24), e.g. weights x values into (L, H, d) 1.4x slower than into (H, L, d), transposed
+# weights x values into (H, L, d) 4x slower than into (L, H, d).  The layouts below are among
+# the fast ones (experiments/benchmarks/attention_products.py; docs/decisions.md#fpp-attention-
+# layouts).  The transposes they need touch (L, H, d) arrays only, never (H, L, L) ones.
+def _heads_first(t):
+    return jnp.swapaxes(t, 0, 1)  # (L, H, d) -> (H, L, d), or back
+
+
+def _logits(a, b):
+    """sum_d a[q, h, d] b[k, h, d] -> (H, L, L)."""
+    return _product("hqd,hdk->hqk", _heads_first(a), jnp.transpose(b, (1, 2, 0)))
+
+
+def _example_forward(qkv):
+    """One example.  qkv (L, 3, H, d) -> out (L, H, d) in qkv's dtype, lse (H, L, 1) at
+    least float32."""
+    q, k, v = _split(qkv)
+    s = _logits(q, k)
     m = jnp.max(s, axis=-1, keepdims=True)
     e = jnp.exp(s - m)
     total = jnp.sum(e, axis=-1, keepdims=True)
-    out = _product("hqk,khd->qhd", e.astype(v.dtype), v) / jnp.swapaxes(total, 0, 1)
-    return out.astype(v.dtype), m + jnp.log(total)
+    out = _product("hqk,khd->hqd", e.astype(v.dtype), v) / total
+    return _heads_first(out).astype(v.dtype), m + jnp.log(total)
 
 
-def _example_backward(q, k, v, out, lse, d_out):
-    """Gradients of q, k, v in their dtypes; softmax weights and their gradient in (at
-    least) float32, narrowed only as operands of the products."""
-    p = jnp.exp(_product("qhd,khd->hqk", q, k) - lse)  # the softmax weights again
+def _example_backward(qkv, out, lse, d_out):
+    """The gradient of qkv (L, 3, H, d) in its dtype; softmax weights and their gradient
+    in (at least) float32, narrowed only as operands of the products."""
+    q, k, v = _split(qkv)
+    p = jnp.exp(_logits(q, k) - lse)  # the softmax weights again
     d_out = d_out.astype(v.dtype)
     d_v = _product("hqk,qhd->khd", p.astype(v.dtype), d_out)
-    d_p = _product("qhd,khd->hqk", d_out, v)
-    row = jnp.swapaxes(jnp.sum(d_out.astype(p.dtype) * out, axis=-1), 0, 1)[..., None]
+    d_p = _logits(d_out, v)
+    row = _heads_first(jnp.sum(d_out.astype(p.dtype) * out, axis=-1))[..., None]
     d_s = (p * (d_p - row)).astype(q.dtype)  # (H, L, L)
-    return (_product("hqk,khd->qhd", d_s, k).astype(q.dtype),
-            _product("hqk,qhd->khd", d_s, q).astype(k.dtype), d_v.astype(v.dtype))
+    d_q = _heads_first(_product("hqk,khd->hqd", d_s, k)) * (qkv.shape[-1] ** -0.5)
+    d_k = _product("hqk,qhd->khd", d_s, q)
+    return jnp.stack([d_q, d_k, d_v], axis=1).astype(qkv.dtype)
 
 
 def _per_step(fn, args):
-    """One loop step: one example (L, H, d), or G of them (G, L, H, d) vmapped.  The unit
+    """One loop step: one example (L, ...), or G of them (G, L, ...) vmapped.  The unit
     group axis is dropped rather than vmapped: XLA:CPU ran those dots ~20% slower."""
-    return fn(*args) if args[0].ndim == 3 else jax.vmap(fn)(*args)
+    return fn(*args) if args[0].ndim == 4 else jax.vmap(fn)(*args)
 
 
-def _looped_forward(q, k, v):
-    out, lse = jax.lax.map(lambda qkv: _per_step(_example_forward, qkv), (q, k, v))
+def _looped_forward(qkv):
+    out, lse = jax.lax.map(lambda qkv: _per_step(_example_forward, (qkv,)), qkv)
     out, lse = checkpoint_name(out, ATTENTION_OUTPUT), checkpoint_name(lse, ATTENTION_OUTPUT)
-    return out, (q, k, v, out, lse)
+    return out, (qkv, out, lse)
 
 
 def _looped_backward(residuals, d_out):
-    return jax.lax.map(lambda args: _per_step(_example_backward, args), residuals + (d_out,))
+    return (jax.lax.map(lambda args: _per_step(_example_backward, args), residuals + (d_out,)),)
 
 
 @jax.custom_vjp
-def _looped(q, k, v):
-    """Attention of pre-scaled q looped over axis 0: (T, [G,] L, H, d) each -> same."""
-    return _looped_forward(q, k, v)[0]
+def _looped(qkv):
+    """Attention looped over axis 0: qkv (T, [G,] L, 3, H, d) -> (T, [G,] L, H, d)."""
+    return _looped_forward(qkv)[0]
 
 
 _looped.defvjp(_looped_forward, _looped_backward)
 
 
-def self_attention(q, k, v, loop: str = "auto"):
+def self_attention(qkv, loop: str = "auto"):
     """:func:`attend` over a batch, optionally looped over the examples (module docstring).
 
-    q, k, v: (*batch, L, heads, d) -> (*batch, L, heads, d).
+    qkv: (*batch, L, 3, heads, d), the queries, keys and values stacked on axis -3 (as a
+    1x1 convolution to 3 * heads * d channels lays them out) -> (*batch, L, heads, d).
+    Taken stacked so that the looped backward pass writes one stacked gradient rather than
+    three that autodiff would pad and add.
     """
+    if qkv.ndim < 4 or qkv.shape[-3] != 3:
+        raise ValueError(f"self_attention takes qkv of shape (*batch, L, 3, heads, d), got "
+                         f"{qkv.shape}.")
     if not loops_over_examples(loop):
-        return attend(q, k, v)
-    n = math.prod(q.shape[:-3])
+        return attend(qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :])
+    n = math.prod(qkv.shape[:-4])
     groups = math.gcd(n, jax.device_count())
-
-    def to_loop(t):  # (*batch, ...) -> (n // G, [G,] ...); example g * n / G + i at [i, g]
-        t = jnp.swapaxes(t.reshape((groups, n // groups) + t.shape[-3:]), 0, 1)
-        return t[:, 0] if groups == 1 else t
-
-    out = _looped(to_loop(q * (q.shape[-1] ** -0.5)), to_loop(k), to_loop(v))
-    if groups == 1:
-        return out.reshape(q.shape)
-    return jnp.swapaxes(out, 0, 1).reshape(q.shape)
+    # (*batch, ...) -> (n // G, [G,] ...); example g * n / G + i at [i, g]
+    looped = jnp.swapaxes(qkv.reshape((groups, n // groups) + qkv.shape[-4:]), 0, 1)
+    out = _looped(looped[:, 0] if groups == 1 else looped)
+    if groups > 1:
+        out = jnp.swapaxes(out, 0, 1)
+    return out.reshape(qkv.shape[:-4] + out.shape[-3:])

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
 from flowzoo.models import precision
+from flowzoo.models.flowpp import ops
 from flowzoo.models.flowpp.attention import ATTENTION_OUTPUT, self_attention
 
 _INIT_STD = 0.05
@@ -66,9 +67,15 @@ def keep_masks(key, rate, shape):
     body holds one random-bit generator, not one per site."""
     if key is None or rate <= 0.0:
         return None
-    # Drawn flat, then reshaped: the same bits (threefry counts elements in row-major
-    # order either way) with 1-D counter arithmetic instead of one iota per axis.
-    keep = jax.random.bernoulli(key, 1.0 - rate, (math.prod(shape),)).reshape(shape)
+    # Each 32-bit draw decides two elements (its low and high 16 bits, compared with the
+    # keep probability rounded to a multiple of 2^-16, i.e. within 8e-6): half the threefry
+    # work of one uniform float per element (docs/decisions.md#fpp-zen4-adopted).  Drawn
+    # flat, then reshaped: 1-D counter arithmetic instead of one iota per axis, and element
+    # j depends on draw j // 2 only, so a batch-sharded mask is computed shard by shard.
+    n = math.prod(shape)
+    bits = jax.random.bits(key, (-(-n // 2),), jnp.uint32)
+    halves = jnp.stack([bits & 0xFFFF, bits >> 16], axis=-1).reshape(-1)[:n]
+    keep = (halves < jnp.uint32(round((1.0 - rate) * 65536))).reshape(shape)
     return checkpoint_name(keep, DROPOUT_MASK)
 
 
@@ -87,82 +94,6 @@ def _split_mask(keep, sizes):
 
 def _fold(key, i):
     return None if key is None else jax.random.fold_in(key, i)
-
-
-def conv_nhwc(x, kernel):
-    """'SAME' stride-1 convolution, (N, H, W, I) x (kh, kw, I, O) -> (N, H, W, O); bfloat16
-    operands accumulate (and return) in float32 (``precision.accumulation``)."""
-    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                        preferred_element_type=precision.accumulation(x.dtype))
-
-
-@jax.custom_vjp
-def conv_same(x, kernel):
-    """``conv_nhwc`` with hand-written gradients: kh*kw matmuls for the kernel and a plain
-    forward convolution with the flipped kernel for the input.  Same values as autodiff.  Why:
-    inside a while loop (``nn.scan`` over blocks) XLA's CPU backend runs the kernel gradient
-    that autodiff emits several times slower than outside one (experiments/benchmarks/
-    conv_in_scan.py; docs/decisions.md#fpp-conv-same).
-    Being a ``custom_vjp``, it supports reverse mode only: use ``jax.jacrev``, not
-    ``jax.jacfwd``, for Jacobians through a Flow++ conditioner.  Odd kernel sizes only (the
-    backward pass pads k // 2 on each side; ``_conv`` checks)."""
-    return conv_nhwc(x, kernel)
-
-
-def _conv_same_fwd(x, kernel):
-    return conv_nhwc(x, kernel), (x, kernel)
-
-
-def _kernel_gradient(x, dy, kh, kw):
-    """d kernel (kh, kw, I, O) of ``conv_nhwc(x, kernel)``: kh*kw matmuls, each of one side
-    against a shifted window of the other.  A window is a copy, so the side with fewer
-    channels is the one shifted: for the blocks' 3x3 conv (I = 2F in, O = F out) that halves
-    the copying (measured by experiments/benchmarks/flowpp.py;
-    docs/decisions.md#fpp-conv-same-narrow)."""
-    h, w = x.shape[1], x.shape[2]
-    ph, pw = kh // 2, kw // 2
-    pad = ((0, 0), (ph, ph), (pw, pw), (0, 0))
-    shift_x = x.shape[-1] <= dy.shape[-1]
-    padded = jnp.pad(x if shift_x else dy, pad)
-
-    def operands(i, j):
-        if shift_x:  # dK[i, j] = sum over n, h, w of x[n, h + i - ph, w + j - pw] dy[n, h, w]
-            return padded[:, i:i + h, j:j + w], dy
-        # The same sum over x's positions: x[n, h, w] dy[n, h - i + ph, w - j + pw].
-        return x, padded[:, 2 * ph - i:2 * ph - i + h, 2 * pw - j:2 * pw - j + w]
-
-    acc = precision.accumulation(x.dtype)
-    return jnp.stack([jnp.stack([jnp.einsum("nhwi,nhwo->io", *operands(i, j),
-                                            preferred_element_type=acc)
-                                 for j in range(kw)]) for i in range(kh)])
-
-
-def _conv_same_bwd(saved, dy):
-    """Both gradients from operands in the forward's dtype (float32 accumulation for
-    bfloat16 ones), returned in the dtypes of x and the kernel."""
-    x, kernel = saved
-    kh, kw, _, _ = kernel.shape
-    dy = dy.astype(x.dtype)
-    d_x = conv_nhwc(dy, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))
-    return d_x.astype(x.dtype), _kernel_gradient(x, dy, kh, kw).astype(kernel.dtype)
-
-
-conv_same.defvjp(_conv_same_fwd, _conv_same_bwd)
-
-
-def _conv(x, kernel):
-    """``conv_same`` of (..., H, W, I) ``x``; a 1x1 kernel is a matrix product.  Operands in
-    x's dtype; the result is float32 for bfloat16 operands."""
-    kernel = kernel.astype(x.dtype)
-    if kernel.shape[0] == 1 and kernel.shape[1] == 1:
-        return jnp.einsum("...c,cd->...d", x, kernel[0, 0],
-                          preferred_element_type=precision.accumulation(x.dtype))
-    if kernel.shape[0] % 2 == 0 or kernel.shape[1] % 2 == 0:
-        raise ValueError(f"Flow++ convolutions take odd kernel sizes, got {kernel.shape[:2]}.")
-    lead = x.shape[:-3]
-    y = conv_same(x.reshape((-1,) + x.shape[-3:]), kernel)
-    return y.reshape(lead + y.shape[-3:])
 
 
 def _gate(h):
@@ -201,7 +132,7 @@ class DDConv(nn.Module):
         if self.is_initializing():
             v = _INIT_STD * jax.random.normal(self.make_rng("params"), shape,
                                               precision.wide(x.dtype))
-            y = _conv(x, _unit(v) if self.weight_norm else v)
+            y = ops.conv(x, _unit(v) if self.weight_norm else v)
             axes = tuple(range(y.ndim - 1))
             scale0 = self.init_scale / jnp.sqrt(jnp.var(y, axis=axes) + _INIT_EPS)
             kernel0 = v if self.weight_norm else v * scale0
@@ -210,7 +141,7 @@ class DDConv(nn.Module):
         if self.weight_norm:
             kernel = self.param("scale", lambda _: scale0) * _unit(kernel)
         bias = self.param("bias", lambda _: bias0)
-        y = _conv(x, kernel)
+        y = ops.conv(x, kernel)
         return (y + bias.astype(y.dtype)).astype(self.out_dtype or x.dtype)
 
 
@@ -250,10 +181,9 @@ class GatedAttention(nn.Module):
                              f"{self.num_heads} heads.")
         d = f // self.num_heads
         conv = functools.partial(DDConv, weight_norm=self.weight_norm)
-        qkv = conv(3 * f, 1, name="qkv")(x + pos_emb.astype(x.dtype))
+        qkv = conv(3 * f, 1, name="qkv")(ops.add_position(x, pos_emb))
         qkv = qkv.reshape(tuple(lead) + (h * w, 3, self.num_heads, d))
-        q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
-        out = self_attention(q, k, v, self.loop).reshape(x.shape)
+        out = self_attention(qkv, self.loop).reshape(x.shape)
         out = dropout(out, self.dropout_rate, keep)
         return x + _gate(conv(2 * f, 1, init_scale=0.1, name="gate")(out))
 
@@ -271,7 +201,7 @@ class GatedNIN(nn.Module):
     def __call__(self, x, pos_emb, keep=None):
         f = x.shape[-1]
         conv = functools.partial(DDConv, weight_norm=self.weight_norm)
-        h = conv(3 * f, 1, name="proj")(x + pos_emb.astype(x.dtype))
+        h = conv(3 * f, 1, name="proj")(ops.add_position(x, pos_emb))
         h = jnp.max(h.reshape(h.shape[:-1] + (f, 3)), axis=-1)
         h = dropout(h, self.dropout_rate, keep)
         return x + _gate(conv(2 * f, 1, init_scale=0.1, name="gate")(h))

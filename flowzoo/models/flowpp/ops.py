@@ -1,0 +1,128 @@
+"""Array operations of the Flow++ conditioner networks, written for XLA:CPU's speed.
+
+Each computes the plain function (tests compare them with autodiff of the textbook form);
+what differs is the program XLA gets:
+
+* :func:`conv_same`: a 'SAME' convolution with hand-written gradients (kh*kw matmuls for the
+  kernel, a flipped-kernel convolution for the input); autodiff's kernel gradient ran several
+  times slower inside ``nn.scan`` (docs/decisions.md#fpp-conv-same).
+* :func:`conv`: ``conv_same``, or for a 1x1 kernel a product on (positions, channels) rows.
+* :func:`add_position`: ``x + pos_emb`` whose pos_emb gradient is a matrix-vector product.
+
+Figures: docs/decisions.md#fpp-zen4-adopted.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from flowzoo.models import precision
+
+
+def conv_nhwc(x, kernel):
+    """'SAME' stride-1 convolution, (N, H, W, I) x (kh, kw, I, O) -> (N, H, W, O); bfloat16
+    operands accumulate (and return) in float32 (``precision.accumulation``)."""
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                        preferred_element_type=precision.accumulation(x.dtype))
+
+
+@jax.custom_vjp
+def conv_same(x, kernel):
+    """``conv_nhwc`` with hand-written gradients: kh*kw matmuls for the kernel and a plain
+    forward convolution with the flipped kernel for the input.  Same values as autodiff.  Why:
+    inside a while loop (``nn.scan`` over blocks) XLA's CPU backend runs the kernel gradient
+    that autodiff emits several times slower than outside one (experiments/benchmarks/
+    conv_in_scan.py; docs/decisions.md#fpp-conv-same).
+    Being a ``custom_vjp``, it supports reverse mode only: use ``jax.jacrev``, not
+    ``jax.jacfwd``, for Jacobians through a Flow++ conditioner.  Odd kernel sizes only (the
+    backward pass pads k // 2 on each side; :func:`conv` checks)."""
+    return conv_nhwc(x, kernel)
+
+
+def _conv_same_fwd(x, kernel):
+    return conv_nhwc(x, kernel), (x, kernel)
+
+
+def _kernel_gradient(x, dy, kh, kw):
+    """d kernel (kh, kw, I, O) of ``conv_nhwc(x, kernel)``: kh*kw matmuls, each of one side
+    against a shifted window of the other.  A window is a copy, so the side with fewer
+    channels is the one shifted: for the blocks' 3x3 conv (I = 2F in, O = F out) that halves
+    the copying (measured by experiments/benchmarks/flowpp.py;
+    docs/decisions.md#fpp-conv-same-narrow).  Each product contracts the rows of two
+    (positions, channels) matrices: from 4-d operands XLA:CPU transposes both first
+    (docs/decisions.md#fpp-zen4-adopted)."""
+    h, w = x.shape[1], x.shape[2]
+    ph, pw = kh // 2, kw // 2
+    pad = ((0, 0), (ph, ph), (pw, pw), (0, 0))
+    shift_x = x.shape[-1] <= dy.shape[-1]
+    padded = jnp.pad(x if shift_x else dy, pad)
+
+    def operands(i, j):
+        if shift_x:  # dK[i, j] = sum over n, h, w of x[n, h + i - ph, w + j - pw] dy[n, h, w]
+            return padded[:, i:i + h, j:j + w], dy
+        # The same sum over x's positions: x[n, h, w] dy[n, h - i + ph, w - j + pw].
+        return x, padded[:, 2 * ph - i:2 * ph - i + h, 2 * pw - j:2 * pw - j + w]
+
+    def product(a, b):  # on (positions, channels) rows: no transposed copies (XLA:CPU)
+        return jnp.einsum("ri,ro->io", a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1]),
+                          preferred_element_type=precision.accumulation(x.dtype))
+
+    return jnp.stack([jnp.stack([product(*operands(i, j)) for j in range(kw)])
+                      for i in range(kh)])
+
+
+def _conv_same_bwd(saved, dy):
+    """Both gradients from operands in the forward's dtype (float32 accumulation for
+    bfloat16 ones), returned in the dtypes of x and the kernel."""
+    x, kernel = saved
+    kh, kw, _, _ = kernel.shape
+    dy = dy.astype(x.dtype)
+    d_x = conv_nhwc(dy, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))
+    return d_x.astype(x.dtype), _kernel_gradient(x, dy, kh, kw).astype(kernel.dtype)
+
+
+conv_same.defvjp(_conv_same_fwd, _conv_same_bwd)
+
+
+def conv(x, kernel):
+    """``conv_same`` of (..., H, W, I) ``x``; a 1x1 kernel is a matrix product.  Operands in
+    x's dtype; the result is float32 for bfloat16 operands."""
+    kernel = kernel.astype(x.dtype)
+    if kernel.shape[0] == 1 and kernel.shape[1] == 1:
+        # On (positions, C) rows: the kernel gradient is then one product contracting the
+        # rows of both operands; from the N-d form XLA:CPU first transposes the output
+        # gradient (docs/decisions.md#fpp-zen4-adopted).
+        y = jnp.einsum("nc,cd->nd", x.reshape(-1, x.shape[-1]), kernel[0, 0],
+                       preferred_element_type=precision.accumulation(x.dtype))
+        return y.reshape(x.shape[:-1] + y.shape[-1:])
+    if kernel.shape[0] % 2 == 0 or kernel.shape[1] % 2 == 0:
+        raise ValueError(f"Flow++ convolutions take odd kernel sizes, got {kernel.shape[:2]}.")
+    lead = x.shape[:-3]
+    y = conv_same(x.reshape((-1,) + x.shape[-3:]), kernel)
+    return y.reshape(lead + y.shape[-3:])
+
+
+@jax.custom_vjp
+def add_position(x, pos_emb):
+    """``x + pos_emb`` in x's dtype: x (..., H, W, F), pos_emb (H, W, F).  The gradient of
+    pos_emb, a sum over x's leading axes, is one matrix-vector product with a row of ones
+    (float32 accumulation, full precision): XLA:CPU's YNNPACK reduction over a leading axis
+    ran ~60x slower than that product (docs/decisions.md#fpp-zen4-adopted)."""
+    return x + pos_emb.astype(x.dtype)
+
+
+def _add_position_fwd(x, pos_emb):
+    return add_position(x, pos_emb), pos_emb
+
+
+def _add_position_bwd(pos_emb, g):
+    rows = g.reshape((-1, pos_emb.size))
+    ones = jnp.ones((1, rows.shape[0]), g.dtype)
+    d_pos = jnp.matmul(ones, rows, precision=jax.lax.Precision.HIGHEST,
+                       preferred_element_type=precision.wide(g.dtype))
+    return g, d_pos.reshape(pos_emb.shape).astype(pos_emb.dtype)
+
+
+add_position.defvjp(_add_position_fwd, _add_position_bwd)
