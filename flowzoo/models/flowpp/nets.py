@@ -62,9 +62,9 @@ REMAT_POLICY = jax.checkpoint_policies.save_only_these_names(
 
 
 def keep_masks(key, rate, shape):
-    """Boolean keep-masks (True with probability 1 - rate), or None when dropout is off.
-    One draw serves all dropout sites of a block (split on the channel axis), so a block
-    body holds one random-bit generator, not one per site."""
+    """Boolean keep-masks (True with probability 1 - rate, to 2^-16), or None when dropout
+    is off.  One draw serves all dropout sites of a block (split on the channel axis), so
+    a block body holds one random-bit generator, not one per site."""
     if key is None or rate <= 0.0:
         return None
     # Each 32-bit draw decides two elements (its low and high 16 bits, compared with the
