@@ -59,7 +59,8 @@ def cases(length, heads, depth, seed=0):
                 args = tuple(laid_out(t, lay) for t, lay in zip(lhd, layouts))
             else:
                 args = (weights, laid_out(lhd[0], layouts))
-            yield product, spec, i == 0, jax.jit(lambda a, b, s=spec: attention._product(s, a, b)), args
+            fn = jax.jit(lambda a, b, s=spec: attention._product(s, a, b))
+            yield product, spec, i == 0, fn, args
 
 
 def time_cases(length, heads, depth, rounds, calls):

@@ -12,7 +12,8 @@ static MNIST) and its training settings, then a preset named by the config argum
   importance samples per image over the whole test split (the trainer always evaluates the
   EMA weights); ``--mode=eval`` on a workdir trained with ``:paper``;
 - ``:cpu``: ``:paper`` shrunk to a run sized for a 2-core CPU (the results suite,
-  ``experiments/reproduce.py``); ``:smoke``: a tiny run for tests, under a minute cold on 2 CPU cores.
+  ``experiments/reproduce.py``); ``:smoke``: a tiny run for tests, under a minute cold on 2
+  CPU cores.
 
 Free bits: every preset uses ``free_bits_grouping="per_group"`` with one group per latent
 element (0.01 nats/dim x 784 / 64 = 0.1225 nats each), as the IAF code that VLAE builds on

@@ -51,8 +51,9 @@ def test_example_loop_matches_the_batched_attention(lead):
             lambda *a: jnp.sum(w * attention.self_attention(_stacked(*a), loop=loop)),
             argnums=(0, 1, 2)))
 
-    assert "scan" in jax.make_jaxpr(
-        lambda qkv: attention.self_attention(qkv, loop="examples"))(_stacked(q, k, v)).pretty_print()
+    jaxpr = jax.make_jaxpr(lambda qkv: attention.self_attention(qkv, loop="examples"))(
+        _stacked(q, k, v))
+    assert "scan" in jaxpr.pretty_print()
     value, grads = loss("examples")(q, k, v)
     ref_value, ref_grads = loss("off")(q, k, v)
     np.testing.assert_allclose(value, ref_value, rtol=1e-12)

@@ -72,9 +72,13 @@ def loops_over_examples(loop: str) -> bool:
     return loop == "examples"
 
 
+def _scale(qkv):
+    return qkv.shape[-1] ** -0.5  # 1 / sqrt(d), applied to the queries
+
+
 def _split(qkv):
     """(L, 3, H, d) -> q scaled by d^-1/2, k, v, each (L, H, d)."""
-    return qkv[:, 0] * (qkv.shape[-1] ** -0.5), qkv[:, 1], qkv[:, 2]
+    return qkv[:, 0] * _scale(qkv), qkv[:, 1], qkv[:, 2]
 
 
 # The products' operand and result layouts: XLA:CPU's YNNPACK products ran the same
@@ -114,7 +118,7 @@ def _example_backward(qkv, out, lse, d_out):
     d_p = _logits(d_out, v)
     row = _heads_first(jnp.sum(d_out.astype(p.dtype) * out, axis=-1))[..., None]
     d_s = (p * (d_p - row)).astype(q.dtype)  # (H, L, L)
-    d_q = _heads_first(_product("hqk,khd->hqd", d_s, k)) * (qkv.shape[-1] ** -0.5)
+    d_q = _heads_first(_product("hqk,khd->hqd", d_s, k)) * _scale(qkv)
     d_k = _product("hqk,qhd->khd", d_s, q)
     return jnp.stack([d_q, d_k, d_v], axis=1).astype(qkv.dtype)
 
