@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 
 
 def machine() -> dict:
@@ -21,3 +22,11 @@ def machine() -> dict:
 
 def load_average():
     return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
+def minor_page_faults() -> int:
+    """Minor page faults of this process so far: pages the OS mapped on first touch.  On
+    XLA:CPU a jitted step allocates its temporaries afresh each call (glibc serves a buffer
+    that large with a new ``mmap``), so every step faults them in again; the difference across
+    timed steps shows that cost (docs/decisions.md#fpp-zen4-tried)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt

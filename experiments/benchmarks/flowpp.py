@@ -22,7 +22,9 @@ For each batch size it reports, as one JSON line:
     batched attention (counted on its jaxpr, loops times their length), and ``mfu`` from it
     given ``--peak_tflops``;
   * ``train_cpu_cores_used``: process CPU seconds per wall second while timing the train
-    step (on a 2-core machine, well under 2 means other processes took the cores).
+    step (on a 2-core machine, well under 2 means other processes took the cores);
+    ``train_page_faults_per_step``: minor page faults per timed step (CPU: the temporaries
+    XLA maps afresh every call, 4 KiB a fault).
 
     python experiments/benchmarks/flowpp.py                       # CIFAR-10 config, batch 4, 16
     python experiments/benchmarks/flowpp.py --batch_sizes=16 --steps=3 \\
@@ -62,6 +64,8 @@ from jax.extend import core as jax_core
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
+
+from experiments.benchmarks.common import minor_page_faults  # noqa: E402
 
 
 def load_config(spec, overrides):
@@ -218,7 +222,9 @@ def measure(args) -> dict:
         return metrics["loss"]
 
     cpu_before, wall_before = _cpu_seconds(), time.perf_counter()
+    faults_before = minor_page_faults()
     train_s = _timed(one_train_step, args.steps)
+    faults = (minor_page_faults() - faults_before) / args.steps
     cpu_util = (_cpu_seconds() - cpu_before) / (time.perf_counter() - wall_before)
     train_peak_rss = _peak_rss_gib()
     params = holder[0].ema_params
@@ -240,6 +246,7 @@ def measure(args) -> dict:
         compute_dtype=config.model.compute_dtype,
         init_s=round(init_s, 2), compile_s=round(compile_s, 2), train_img_s=round(batch_size / train_s, 3),
         train_step_s=round(train_s, 3), train_cpu_cores_used=round(cpu_util, 2),
+        train_page_faults_per_step=round(faults),
         bound_img_s=round(batch_size / bound_s, 3), eval_img_s=round(batch_size / eval_s, 3),
         sample_img_s=round(batch_size / sample_s, 3),
         train_temp_gib=round(memory.temp_size_in_bytes / 2**30, 3) if memory else None,
