@@ -1,10 +1,14 @@
 """experiments/benchmarks/port_comparison.py without torch: the port's two fixes go into a
 copy (never the user's checkout), a checkout that does not match is refused with a message,
-and the summary's ratios are flowzoo over port."""
+the summary's ratios are flowzoo over port, and flowzoo's worker splits the batch over
+several CPU devices when asked."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -77,3 +81,36 @@ def test_summary_gives_each_compute_dtype_its_own_ratios():
     assert summary["ratios_flowzoo_over_port"]["train_img_s"] == pytest.approx(3.0)
     bf16 = summary["ratios_flowzoo-bfloat16_over_port"]
     assert bf16["train_img_s"] == pytest.approx(4.0) and bf16["sample_img_s"] == 2.5
+
+
+def test_each_dtype_and_device_count_is_its_own_implementation():
+    assert port_comparison.impl_name("float32", 1) == "flowzoo"
+    assert port_comparison.impl_name("bfloat16", 1) == "flowzoo-bfloat16"
+    assert port_comparison.impl_name("float32", 2) == "flowzoo-2dev"
+    assert port_comparison.impl_name("bfloat16", 2) == "flowzoo-bfloat16-2dev"
+
+
+SCRIPT = os.path.abspath(port_comparison.__file__)
+
+
+def test_device_counts_that_do_not_divide_the_batch_are_refused(tmp_path):
+    run = subprocess.run([sys.executable, SCRIPT, f"--port_dir={tmp_path}", "--batch_size=16",
+                          "--cpu_devices=1,3"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert "--cpu_devices takes device counts that divide --batch_size=16" in run.stderr
+
+
+def test_the_flowzoo_worker_splits_the_batch_over_two_cpu_devices():
+    """The worker run as the comparison runs it, on the smoke model: 2 CPU devices, the
+    state replicated and the batch split (a batch the devices cannot share would fail)."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    run = subprocess.run(
+        [sys.executable, SCRIPT, "--worker=flowzoo", "--compute_dtype=float32",
+         "--config=" + os.path.join(port_comparison.ROOT, "experiments", "configs",
+                                    "flowpp_cifar10.py:smoke"),
+         "--cpu_devices=2", "--batch_size=4", "--steps=1", "--device=cpu", "--threads=2"],
+        capture_output=True, text=True, timeout=600, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["framework"].endswith("2 device(s)")
+    assert result["train_img_s"] > 0 and result["sample_img_s"] > 0

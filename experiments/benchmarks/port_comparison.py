@@ -24,6 +24,10 @@ out-of-place; the checkout given is never written to.  ``--device=gpu`` runs bot
 (CUDA for torch, JAX's GPU backend); the default is the CPU.  ``--max_rss_gib`` stops a
 measurement whose resident memory passes it (default: 80% of the memory available at start;
 the port needs about 18 GiB at batch 16 on CPU), reported as ``"stopped"``.
+``--cpu_devices=1,2`` also measures flowzoo with the batch split over 2 CPU devices
+(``jax_num_cpu_devices``, data-parallel as the trainer runs with ``--jax_num_cpu_devices=2``):
+on 2 cores the two halves' programs run side by side and fill the gaps that one program's
+sequence of small operations leaves (docs/benchmarks.md#xeon-amx).
 """
 
 from __future__ import annotations
@@ -131,6 +135,9 @@ def flowzoo_worker(args) -> dict:
     from flowzoo import experiment
     from flowzoo.training import compilation_cache, optim, steps
 
+    if args.device == "cpu" and args.cpu_devices > 1:
+        # Before any computation: the CPU backend is created with this many devices.
+        jax.config.update("jax_num_cpu_devices", args.cpu_devices)
     compilation_cache.enable(args.cache_dir)  # shared by the rounds: compiled once
     dtype = args.compute_dtype
     overrides = args.override + ["model.iw_samples=1",
@@ -144,10 +151,16 @@ def flowzoo_worker(args) -> dict:
     model = experiment.build_model(config.model, images.shape[1:], 256)
     tx = optim.make_optimizer(config.optim)
     params = jax.jit(model.init)(jax.random.PRNGKey(0), init_batch)
-    state = steps.create_state(params, tx, jax.random.PRNGKey(1))
+    # Data-parallel over the devices, as the trainer runs: state replicated, batch split.
+    mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("data",))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    state = jax.device_put(steps.create_state(params, tx, jax.random.PRNGKey(1)), replicated)
+    batch = jax.device_put(batch, split)
     train = jax.jit(lambda s, b: steps.train_step(
         s, b, model=model, tx=tx, ema_decay=config.optim.ema_decay,
-        max_nonfinite_in_a_row=config.train.max_nonfinite_in_a_row), donate_argnums=0)
+        max_nonfinite_in_a_row=config.train.max_nonfinite_in_a_row), donate_argnums=0,
+        out_shardings=replicated)
     holder = [train(state, batch)[0]]  # compile (or load from the cache) and run once
     jax.block_until_ready(holder[0])
 
@@ -163,7 +176,7 @@ def flowzoo_worker(args) -> dict:
     stats = jax.devices()[0].memory_stats() if jax.default_backend() != "cpu" else None
     if stats:
         out["train_peak_device_gib"] = stats.get("peak_bytes_in_use", 0) / 2**30
-    sample = jax.jit(model.sample, static_argnums=2)
+    sample = jax.jit(model.sample, static_argnums=2, out_shardings=split)
     ema = holder[0].ema_params
     key = jax.random.PRNGKey(2)
     samples = [sample(ema, key, args.batch_size)]
@@ -176,7 +189,7 @@ def flowzoo_worker(args) -> dict:
         draw, args.steps, lambda: jax.block_until_ready(samples[0]))
     out["params"] = int(sum(np.size(p) for p in jax.tree.leaves(params)))
     out["framework"] = (f"jax {jax.__version__} ({jax.default_backend()}), "
-                        f"compute_dtype {dtype}")
+                        f"compute_dtype {dtype}, {jax.device_count()} device(s)")
     return out
 
 
@@ -248,6 +261,12 @@ def run_worker(cmd, max_rss_gib):
     return {**result, **json.loads(stdout.strip().splitlines()[-1])}
 
 
+def impl_name(dtype, cpu_devices):
+    """"flowzoo", then "-bfloat16" for that dtype and "-2dev" for 2 CPU devices."""
+    return ("flowzoo" + ("" if dtype == "float32" else f"-{dtype}")
+            + ("" if cpu_devices == 1 else f"-{cpu_devices}dev"))
+
+
 def _summary(results, batch_size):
     """Medians per implementation ("port", "flowzoo", "flowzoo-bfloat16", ...) and each
     flowzoo variant's ratios to the port (``ratios_<impl>_over_port``)."""
@@ -291,6 +310,11 @@ def main():
                              "in every round (e.g. float32,bfloat16)")
     parser.add_argument("--compute_dtype", default="float32", choices=("float32", "bfloat16"),
                         help=argparse.SUPPRESS)  # one, in a worker
+    parser.add_argument("--cpu_devices", default="1",
+                        help="flowzoo's CPU devices (jax_num_cpu_devices), comma-separated: "
+                             "each is measured in every round, the batch split over the "
+                             "devices as the trainer does with --jax_num_cpu_devices "
+                             "(e.g. 1,2; must divide --batch_size)")
     parser.add_argument("--max_rss_gib", type=float, default=None,
                         help="stop a measurement past this resident memory (default: 80%% "
                              "of the memory available at start)")
@@ -299,6 +323,7 @@ def main():
     parser.add_argument("--cache_dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
+        args.cpu_devices = int(args.cpu_devices)
         if args.device == "cpu":
             os.environ.setdefault("JAX_PLATFORMS", "cpu")
         worker = port_worker if args.worker == "port" else flowzoo_worker
@@ -310,6 +335,13 @@ def main():
     if not dtypes or set(dtypes) - {"float32", "bfloat16"}:
         parser.error(f"--compute_dtypes takes float32 and/or bfloat16, got "
                      f"{args.compute_dtypes!r}")
+    try:
+        device_counts = [int(n) for n in args.cpu_devices.split(",") if n.strip()]
+    except ValueError:
+        device_counts = []
+    if not device_counts or any(n < 1 or args.batch_size % n for n in device_counts):
+        parser.error(f"--cpu_devices takes device counts that divide --batch_size="
+                     f"{args.batch_size}, comma-separated, got {args.cpu_devices!r}")
     available = _available_gib()
     max_rss = args.max_rss_gib or (0.8 * available if available else None)
     print(json.dumps({"machine": machine(), "available_gib": available and round(available, 1),
@@ -320,15 +352,15 @@ def main():
     with tempfile.TemporaryDirectory(prefix="port-comparison-") as tmp:
         port_copy = prepare_port(args.port_dir, os.path.join(tmp, "port"))
         cache = os.path.join(tmp, "jax-cache")
-        ours = {dtype: [sys.executable, os.path.abspath(__file__), "--worker=flowzoo",
-                        f"--config={args.config}", f"--compute_dtype={dtype}",
-                        f"--cache_dir={cache}"] + [f"--override={o}" for o in args.override]
-                for dtype in dtypes}
+        ours = {(dtype, n): [sys.executable, os.path.abspath(__file__), "--worker=flowzoo",
+                             f"--config={args.config}", f"--compute_dtype={dtype}",
+                             f"--cpu_devices={n}", f"--cache_dir={cache}"]
+                + [f"--override={o}" for o in args.override]
+                for dtype in dtypes for n in device_counts}
         theirs = [args.torch_python, os.path.abspath(__file__), "--worker=port",
                   f"--port_copy={port_copy}"]
-        plan = [("port", theirs)] + [
-            ("flowzoo" if dtype == "float32" else f"flowzoo-{dtype}", ours[dtype])
-            for dtype in dtypes]
+        plan = [("port", theirs)] + [(impl_name(dtype, n), cmd)
+                                     for (dtype, n), cmd in ours.items()]
         for r in range(args.rounds):
             for impl, cmd in plan:
                 result = {"impl": impl, "round": r, **run_worker(cmd + common, max_rss)}
