@@ -40,12 +40,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 from experiments.benchmarks.common import machine  # noqa: E402
 from flowzoo.models import precision  # noqa: E402
+from flowzoo.models.flowpp import ops  # noqa: E402
 
 
-def conv3x3(x, kernel):
-    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                        preferred_element_type=precision.accumulation(x.dtype))
+conv3x3 = ops.conv_nhwc  # the model's 'SAME' convolution (forward)
 
 
 def conv3x3_shifted(x, kernel):

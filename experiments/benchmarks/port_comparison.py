@@ -25,9 +25,11 @@ out-of-place; the checkout given is never written to.  ``--device=gpu`` runs bot
 measurement whose resident memory passes it (default: 80% of the memory available at start;
 the port needs about 18 GiB at batch 16 on CPU), reported as ``"stopped"``.
 ``--cpu_devices=1,2`` also measures flowzoo with the batch split over 2 CPU devices
-(``jax_num_cpu_devices``, data-parallel as the trainer runs with ``--jax_num_cpu_devices=2``):
-on 2 cores the two halves' programs run side by side and fill the gaps that one program's
-sequence of small operations leaves (docs/benchmarks.md#xeon-amx).
+(``jax_num_cpu_devices``): the train step as the trainer runs it with
+``--jax_num_cpu_devices=2`` (its ``sharded`` mode), and sampling with the samples split over
+the devices, which the trainer's sample grids are not.  On 2 cores the two halves' programs
+run side by side and fill the gaps that one program's sequence of small operations leaves
+(docs/benchmarks.md#cpu-devices).
 """
 
 from __future__ import annotations
@@ -134,6 +136,7 @@ def flowzoo_worker(args) -> dict:
     from experiments.benchmarks import flowpp as flowpp_benchmark
     from flowzoo import experiment
     from flowzoo.training import compilation_cache, optim, steps
+    from flowzoo.training.parallel import Parallel
 
     if args.device == "cpu" and args.cpu_devices > 1:
         # Before any computation: the CPU backend is created with this many devices.
@@ -151,21 +154,16 @@ def flowzoo_worker(args) -> dict:
     model = experiment.build_model(config.model, images.shape[1:], 256)
     tx = optim.make_optimizer(config.optim)
     params = jax.jit(model.init)(jax.random.PRNGKey(0), init_batch)
-    # Data-parallel over the devices, as the trainer runs: state replicated, batch split.
-    mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("data",))
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-    state = jax.device_put(steps.create_state(params, tx, jax.random.PRNGKey(1)), replicated)
-    batch = jax.device_put(batch, split)
-    train = jax.jit(lambda s, b: steps.train_step(
-        s, b, model=model, tx=tx, ema_decay=config.optim.ema_decay,
-        max_nonfinite_in_a_row=config.train.max_nonfinite_in_a_row), donate_argnums=0,
-        out_shardings=replicated)
-    holder = [train(state, batch)[0]]  # compile (or load from the cache) and run once
+    # The trainer's default mode: state replicated, batch split over the devices.
+    parallel = Parallel("sharded", model, tx, config.optim.ema_decay, args.batch_size, None,
+                        max_nonfinite_in_a_row=config.train.max_nonfinite_in_a_row)
+    state = parallel.put_state(steps.create_state(params, tx, jax.random.PRNGKey(1)))
+    batch = parallel.put_batch(batch)
+    holder = [parallel.train(state, batch)[0]]  # compile (or load from the cache), run once
     jax.block_until_ready(holder[0])
 
     def train_step():
-        holder[0], metrics = train(holder[0], batch)
+        holder[0], metrics = parallel.train(holder[0], batch)
         return metrics
 
     def sync():
@@ -176,6 +174,9 @@ def flowzoo_worker(args) -> dict:
     stats = jax.devices()[0].memory_stats() if jax.default_backend() != "cpu" else None
     if stats:
         out["train_peak_device_gib"] = stats.get("peak_bytes_in_use", 0) / 2**30
+    # Samples split over the devices too (the trainer's sample grids are not).
+    split = jax.sharding.NamedSharding(jax.sharding.Mesh(np.asarray(jax.devices()), ("data",)),
+                                       jax.sharding.PartitionSpec("data"))
     sample = jax.jit(model.sample, static_argnums=2, out_shardings=split)
     ema = holder[0].ema_params
     key = jax.random.PRNGKey(2)
