@@ -7,7 +7,9 @@
 ``--config.a.b=value`` overrides one key.  Mistakes (an unknown key, a missing config file or
 data, a workdir that cannot be written) end in one to three lines naming the fix;
 ``--verbose_errors`` (or ``-v 1``) shows the traceback.  JAX's own flags work too
-(``--jax_platforms=cpu``).  Multi-host (TPU pods, SLURM, several local processes):
+(``--jax_platforms=cpu``).  On a CPU a one-process launch splits each batch over one device
+per core (as many as divide the batch sizes; ``--jax_num_cpu_devices=N`` chooses:
+flowzoo.training.cpu_devices).  Multi-host (TPU pods, SLURM, several local processes):
 ``--multihost`` calls ``jax.distributed.initialize``.  Compiled programs are cached on disk
 (``--compilation_cache_dir``), so a relaunch skips most of its compile time.
 """
@@ -31,7 +33,7 @@ from ml_collections import config_flags  # noqa: E402
 
 from flowzoo import config_catalog, experiment  # noqa: E402
 from flowzoo.errors import UserError  # noqa: E402
-from flowzoo.training import compilation_cache, preemption  # noqa: E402
+from flowzoo.training import compilation_cache, cpu_devices, preemption  # noqa: E402
 from flowzoo.training import workdir as workdir_lib  # noqa: E402
 
 MODES = ("train", "eval", "sample", "describe")
@@ -152,6 +154,8 @@ def _main(argv):
         print(f"process {jax.process_index()} of {jax.process_count()}, "
               f"{jax.local_device_count()} local / {jax.device_count()} global devices", flush=True)
     config = _CONFIG.value
+    if not _MULTIHOST.value:  # before anything starts JAX's backends
+        cpu_devices.choose(config, user_chose=flags.FLAGS["jax_num_cpu_devices"].present)
     if _MODE.value == "describe":
         print(json.dumps(experiment.describe(config), indent=1))
         return

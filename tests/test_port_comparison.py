@@ -90,6 +90,16 @@ def test_each_dtype_and_device_count_is_its_own_implementation():
     assert port_comparison.impl_name("bfloat16", 2) == "flowzoo-bfloat16-2dev"
 
 
+def test_auto_measures_the_launchers_device_count():
+    assert port_comparison.cpu_device_counts("auto", 16, 2) == [2]
+    assert port_comparison.cpu_device_counts("auto", 16, 6) == [4]
+    assert port_comparison.cpu_device_counts("auto", 15, 2) == [1]
+    assert port_comparison.cpu_device_counts("1, 2", 16, 2) == [1, 2]
+    for bad in ("1,3", "0", "two", ""):
+        with pytest.raises(ValueError, match="divide --batch_size=16"):
+            port_comparison.cpu_device_counts(bad, 16, 2)
+
+
 SCRIPT = os.path.abspath(port_comparison.__file__)
 
 

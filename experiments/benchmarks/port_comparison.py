@@ -24,12 +24,12 @@ out-of-place; the checkout given is never written to.  ``--device=gpu`` runs bot
 (CUDA for torch, JAX's GPU backend); the default is the CPU.  ``--max_rss_gib`` stops a
 measurement whose resident memory passes it (default: 80% of the memory available at start;
 the port needs about 18 GiB at batch 16 on CPU), reported as ``"stopped"``.
-``--cpu_devices=1,2`` also measures flowzoo with the batch split over 2 CPU devices
-(``jax_num_cpu_devices``): the train step as the trainer runs it with
-``--jax_num_cpu_devices=2`` (its ``sharded`` mode), and sampling with the samples split over
-the devices, which the trainer's sample grids are not.  On 2 cores the two halves' programs
-run side by side and fill the gaps that one program's sequence of small operations leaves
-(docs/benchmarks.md#cpu-devices).
+flowzoo runs as the launcher runs it: on a CPU the batch and the samples split over one
+device per core, as many as divide ``--batch_size`` (flowzoo/training/cpu_devices.py; the
+trainer's ``sharded`` mode and its sampler).  ``--cpu_devices=1,2`` measures given counts
+instead, each its own implementation in the summary (``flowzoo``, ``flowzoo-2dev``).  On 2
+cores the two halves' programs run side by side and fill the gaps that one program's sequence
+of small operations leaves (docs/benchmarks.md#cpu-devices).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, ROOT)
 
 from experiments.benchmarks.common import load_average, machine  # noqa: E402
+from flowzoo.training import cpu_devices  # noqa: E402
 
 # The two lines of the port that current torch rejects (an in-place change of a tensor
 # autograd saved), and their out-of-place forms.
@@ -174,11 +175,8 @@ def flowzoo_worker(args) -> dict:
     stats = jax.devices()[0].memory_stats() if jax.default_backend() != "cpu" else None
     if stats:
         out["train_peak_device_gib"] = stats.get("peak_bytes_in_use", 0) / 2**30
-    # Samples split over the devices too (the trainer's sample grids are not).
-    split = jax.sharding.NamedSharding(jax.sharding.Mesh(np.asarray(jax.devices()), ("data",)),
-                                       jax.sharding.PartitionSpec("data"))
-    sample = jax.jit(model.sample, static_argnums=2, out_shardings=split)
-    ema = holder[0].ema_params
+    sample = parallel.sampler(model.sample)  # the trainer's: split over the devices
+    ema = parallel.get_state(holder[0]).ema_params
     key = jax.random.PRNGKey(2)
     samples = [sample(ema, key, args.batch_size)]
     jax.block_until_ready(samples[0])
@@ -262,6 +260,20 @@ def run_worker(cmd, max_rss_gib):
     return {**result, **json.loads(stdout.strip().splitlines()[-1])}
 
 
+def cpu_device_counts(flag: str, batch_size: int, cores: int) -> list:
+    """``--cpu_devices`` -> the device counts to measure ("auto": the launcher's count)."""
+    if flag == "auto":
+        return [cpu_devices.largest_count([batch_size], cores)]
+    try:
+        counts = [int(n) for n in flag.split(",") if n.strip()]
+    except ValueError:
+        counts = []
+    if not counts or any(n < 1 or batch_size % n for n in counts):
+        raise ValueError(f"--cpu_devices takes device counts that divide --batch_size="
+                         f"{batch_size}, comma-separated, or auto; got {flag!r}")
+    return counts
+
+
 def impl_name(dtype, cpu_devices):
     """"flowzoo", then "-bfloat16" for that dtype and "-2dev" for 2 CPU devices."""
     return ("flowzoo" + ("" if dtype == "float32" else f"-{dtype}")
@@ -311,11 +323,12 @@ def main():
                              "in every round (e.g. float32,bfloat16)")
     parser.add_argument("--compute_dtype", default="float32", choices=("float32", "bfloat16"),
                         help=argparse.SUPPRESS)  # one, in a worker
-    parser.add_argument("--cpu_devices", default="1",
+    parser.add_argument("--cpu_devices", default="auto",
                         help="flowzoo's CPU devices (jax_num_cpu_devices), comma-separated: "
                              "each is measured in every round, the batch split over the "
-                             "devices as the trainer does with --jax_num_cpu_devices "
-                             "(e.g. 1,2; must divide --batch_size)")
+                             "devices as the trainer does (e.g. 1,2; must divide "
+                             "--batch_size); auto: the launcher's count, one per core as "
+                             "far as they divide --batch_size")
     parser.add_argument("--max_rss_gib", type=float, default=None,
                         help="stop a measurement past this resident memory (default: 80%% "
                              "of the memory available at start)")
@@ -337,12 +350,10 @@ def main():
         parser.error(f"--compute_dtypes takes float32 and/or bfloat16, got "
                      f"{args.compute_dtypes!r}")
     try:
-        device_counts = [int(n) for n in args.cpu_devices.split(",") if n.strip()]
-    except ValueError:
-        device_counts = []
-    if not device_counts or any(n < 1 or args.batch_size % n for n in device_counts):
-        parser.error(f"--cpu_devices takes device counts that divide --batch_size="
-                     f"{args.batch_size}, comma-separated, got {args.cpu_devices!r}")
+        device_counts = cpu_device_counts(args.cpu_devices, args.batch_size,
+                                          cpu_devices.usable_cores())
+    except ValueError as err:
+        parser.error(str(err))
     available = _available_gib()
     max_rss = args.max_rss_gib or (0.8 * available if available else None)
     print(json.dumps({"machine": machine(), "available_gib": available and round(available, 1),

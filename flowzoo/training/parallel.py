@@ -125,6 +125,26 @@ class Parallel:
             return {k: v.reshape((n, v.shape[0] // n) + v.shape[1:]) for k, v in batch.items()}
         return jax.device_put(batch, jax.devices()[0])
 
+    def sampler(self, sample):
+        """``sample(params, key, n) -> n images``, compiled so that the n images are split
+        over this process's devices when their count divides n (otherwise every device
+        draws all n).  The same images either way: each one is drawn from its own slice of
+        the one ``(n, ...)`` noise draw, which sharding does not change (partitionable
+        threefry).  Each process draws the whole grid on its own devices, so any process
+        can save it and no process waits on another.  ``params``: one copy of the
+        parameters, as :meth:`get_state` gives it."""
+        devices = [jax.devices()[0]] if self.mode == "jit" else jax.local_devices()
+        mesh = Mesh(np.asarray(devices), ("data",))
+        replicated = NamedSharding(mesh, PartitionSpec())
+        split = jax.jit(sample, static_argnums=2,
+                        out_shardings=NamedSharding(mesh, PartitionSpec("data")))
+        whole = jax.jit(sample, static_argnums=2, out_shardings=replicated)
+
+        def draw(params, key, n):
+            params = jax.tree.map(lambda x: _local_copy(x, replicated), params)
+            return (split if n % len(devices) == 0 else whole)(params, key, n)
+        return draw
+
     # -- compute --------------------------------------------------------------
     def compile_train(self, state, batch) -> float:
         """Compiles the train step ahead of its first run (the run then finds it in jit's
@@ -155,6 +175,19 @@ class Parallel:
 
     def scalar(self, x) -> float:
         return float(np.asarray(jax.device_get(x)))
+
+
+def _local_copy(x, replicated: NamedSharding):
+    """A parameter -> replicated over ``replicated``'s devices, all of them this process's.
+    A global replicated array (the ``sharded`` mode with several processes) is rebuilt from
+    its local shards without a copy."""
+    if isinstance(x, jax.Array) and x.sharding.is_equivalent_to(replicated, x.ndim):
+        return x
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        by_device = {shard.device: shard.data for shard in x.addressable_shards}
+        return jax.make_array_from_single_device_arrays(
+            x.shape, replicated, [by_device[d] for d in replicated.mesh.devices.flat])
+    return jax.device_put(x, replicated)
 
 
 def _first_local_copy(x):

@@ -35,7 +35,7 @@ class Run:
     parallel: Parallel
     is_primary: bool
     num_levels: int  # of the data the model sees (2 once binarized)
-    sample_fn: object = None  # jit(model.sample), compiled once per run
+    sample_fn: object = None  # model.sample compiled by parallel.sampler, once per run
 
 
 def say(message: str, primary: bool = True):
@@ -79,7 +79,7 @@ def setup(config, workdir, build_model) -> Run:
     return Run(config, workdir_lib.resolve(workdir), train_data,
                eval_subset(eval_split, config.eval.max_examples), len(eval_split.images),
                batches, model, tx, parallel, jax.process_index() == 0, num_levels,
-               jax.jit(model.sample, static_argnums=2))
+               parallel.sampler(model.sample))
 
 
 def init_batch(run: Run):
