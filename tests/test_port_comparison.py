@@ -103,6 +103,15 @@ def test_auto_measures_the_launchers_device_count():
 SCRIPT = os.path.abspath(port_comparison.__file__)
 
 
+def test_the_script_loads_in_the_ports_python_which_has_no_jax():
+    """The port's worker runs this file in the torch environment: its module level may
+    import nothing of jax or flowzoo."""
+    blocked = "import sys, runpy; sys.modules.update(jax=None, flowzoo=None, numpy=None); "
+    run = subprocess.run([sys.executable, "-c", blocked + f"runpy.run_path({SCRIPT!r})"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+
+
 def test_device_counts_that_do_not_divide_the_batch_are_refused(tmp_path):
     run = subprocess.run([sys.executable, SCRIPT, f"--port_dir={tmp_path}", "--batch_size=16",
                           "--cpu_devices=1,3"], capture_output=True, text=True, timeout=120)

@@ -49,7 +49,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, ROOT)
 
 from experiments.benchmarks.common import load_average, machine  # noqa: E402
-from flowzoo.training import cpu_devices  # noqa: E402
 
 # The two lines of the port that current torch rejects (an in-place change of a tensor
 # autograd saved), and their out-of-place forms.
@@ -262,6 +261,8 @@ def run_worker(cmd, max_rss_gib):
 
 def cpu_device_counts(flag: str, batch_size: int, cores: int) -> list:
     """``--cpu_devices`` -> the device counts to measure ("auto": the launcher's count)."""
+    from flowzoo.training import cpu_devices  # not at the top: the port's Python has no jax
+
     if flag == "auto":
         return [cpu_devices.largest_count([batch_size], cores)]
     try:
@@ -351,7 +352,7 @@ def main():
                      f"{args.compute_dtypes!r}")
     try:
         device_counts = cpu_device_counts(args.cpu_devices, args.batch_size,
-                                          cpu_devices.usable_cores())
+                                          len(os.sched_getaffinity(0)))
     except ValueError as err:
         parser.error(str(err))
     available = _available_gib()
