@@ -8,7 +8,7 @@
 data, a workdir that cannot be written) end in one to three lines naming the fix;
 ``--verbose_errors`` (or ``-v 1``) shows the traceback.  JAX's own flags work too
 (``--jax_platforms=cpu``).  On a CPU a one-process launch splits each batch over one device
-per core (as many as divide the batch sizes; ``--jax_num_cpu_devices=N`` chooses:
+per core (as many as divide the batch sizes, at most 8; ``--jax_num_cpu_devices=N`` chooses:
 flowzoo.training.cpu_devices).  Multi-host (TPU pods, SLURM, several local processes):
 ``--multihost`` calls ``jax.distributed.initialize``.  Compiled programs are cached on disk
 (``--compilation_cache_dir``), so a relaunch skips most of its compile time.
@@ -155,7 +155,7 @@ def _main(argv):
               f"{jax.local_device_count()} local / {jax.device_count()} global devices", flush=True)
     config = _CONFIG.value
     if not _MULTIHOST.value:  # before anything starts JAX's backends
-        cpu_devices.choose(config, user_chose=flags.FLAGS["jax_num_cpu_devices"].present)
+        cpu_devices.choose(config, flags.FLAGS["jax_num_cpu_devices"].present)
     if _MODE.value == "describe":
         print(json.dumps(experiment.describe(config), indent=1))
         return

@@ -91,13 +91,15 @@ def test_each_dtype_and_device_count_is_its_own_implementation():
 
 
 def test_auto_measures_the_launchers_device_count():
-    assert port_comparison.cpu_device_counts("auto", 16, 2) == [2]
-    assert port_comparison.cpu_device_counts("auto", 16, 6) == [4]
-    assert port_comparison.cpu_device_counts("auto", 15, 2) == [1]
-    assert port_comparison.cpu_device_counts("1, 2", 16, 2) == [1, 2]
+    counts = port_comparison.cpu_device_counts
+    assert counts("auto", 16, "cpu", cores=2) == [2]
+    assert counts("auto", 16, "cpu", cores=6) == [4]
+    assert counts("auto", 15, "cpu", cores=2) == [1]
+    assert counts("auto", 16, "gpu", cores=2) == [1]
+    assert counts("1, 2", 16, "cpu") == [1, 2]
     for bad in ("1,3", "0", "two", ""):
         with pytest.raises(ValueError, match="divide --batch_size=16"):
-            port_comparison.cpu_device_counts(bad, 16, 2)
+            counts(bad, 16, "cpu")
 
 
 SCRIPT = os.path.abspath(port_comparison.__file__)
@@ -117,6 +119,17 @@ def test_device_counts_that_do_not_divide_the_batch_are_refused(tmp_path):
                           "--cpu_devices=1,3"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
     assert "--cpu_devices takes device counts that divide --batch_size=16" in run.stderr
+
+
+def test_the_port_worker_takes_the_arguments_the_comparison_gives_it(tmp_path):
+    """As the parent runs it (default --cpu_devices): past its arguments to the port's own
+    imports, which fail here because this Python has no torch or no port checkout."""
+    run = subprocess.run([sys.executable, SCRIPT, "--worker=port", f"--port_copy={tmp_path}",
+                          "--batch_size=2", "--steps=1", "--device=cpu", "--threads=1"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    assert "ModuleNotFoundError: No module named" in run.stderr, run.stderr[-2000:]
+    assert "'torch'" in run.stderr or "'util'" in run.stderr, run.stderr[-2000:]
 
 
 def test_the_flowzoo_worker_splits_the_batch_over_two_cpu_devices():

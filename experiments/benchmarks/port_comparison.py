@@ -259,11 +259,15 @@ def run_worker(cmd, max_rss_gib):
     return {**result, **json.loads(stdout.strip().splitlines()[-1])}
 
 
-def cpu_device_counts(flag: str, batch_size: int, cores: int) -> list:
-    """``--cpu_devices`` -> the device counts to measure ("auto": the launcher's count)."""
+def cpu_device_counts(flag: str, batch_size: int, device: str, cores=None) -> list:
+    """``--cpu_devices`` -> the device counts to measure ("auto": the launcher's count on a
+    CPU, 1 on a GPU, where the count does not apply)."""
     from flowzoo.training import cpu_devices  # not at the top: the port's Python has no jax
 
     if flag == "auto":
+        if device != "cpu":
+            return [1]
+        cores = cpu_devices.usable_cores() if cores is None else cores
         return [cpu_devices.largest_count([batch_size], cores)]
     try:
         counts = [int(n) for n in flag.split(",") if n.strip()]
@@ -338,7 +342,7 @@ def main():
     parser.add_argument("--cache_dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        args.cpu_devices = int(args.cpu_devices)
+        args.cpu_devices = int(args.cpu_devices) if args.worker == "flowzoo" else 1
         if args.device == "cpu":
             os.environ.setdefault("JAX_PLATFORMS", "cpu")
         worker = port_worker if args.worker == "port" else flowzoo_worker
@@ -351,8 +355,7 @@ def main():
         parser.error(f"--compute_dtypes takes float32 and/or bfloat16, got "
                      f"{args.compute_dtypes!r}")
     try:
-        device_counts = cpu_device_counts(args.cpu_devices, args.batch_size,
-                                          len(os.sched_getaffinity(0)))
+        device_counts = cpu_device_counts(args.cpu_devices, args.batch_size, args.device)
     except ValueError as err:
         parser.error(str(err))
     available = _available_gib()

@@ -37,9 +37,10 @@ def run_one(path: str, mock: str, tmp: str):
     """One ``:smoke`` run (in the measured process): ``mock`` "tfds" stands in for flowzoo's
     TFDS reader, "files" writes the dataset's file into a data folder under ``tmp``."""
     from flowzoo import experiment
-    from flowzoo.training import compilation_cache
+    from flowzoo.training import compilation_cache, cpu_devices
 
     config = load_config(f"{path}:smoke", [])
+    cpu_devices.choose(config, False)  # the launcher's CPU devices, before JAX starts
     compilation_cache.enable(os.path.join(tmp, "cache"))
     if mock == "files":
         name = config.data.name

@@ -35,12 +35,13 @@ def evaluate(run: Run, state, stop=None) -> dict:
 
 
 def write_samples(run: Run, state, step: int, writer=None, name: str = "samples"):
-    """A grid of ``eval.num_samples`` samples -> PNG (and TensorBoard); returns its path."""
+    """A grid of ``eval.num_samples`` samples -> PNG (and TensorBoard); returns its path.
+    Process 0 alone draws it (on its own devices: ``Parallel.sampler``)."""
+    if not run.is_primary:
+        return None
     params = run.parallel.get_state(state).ema_params
     key = jax.random.fold_in(jax.random.PRNGKey(run.config.seed), step)
     images = run.sample_fn(params, key, run.config.eval.num_samples)
-    if not run.is_primary:
-        return None
     grid = metrics_lib.image_grid(jax.device_get(images), run.num_levels)
     if writer is not None:
         writer.write_image(step, name, grid)

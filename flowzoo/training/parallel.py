@@ -19,6 +19,7 @@ restores in a 1-process notebook and the other way round.
 from __future__ import annotations
 
 import functools
+import math
 import time
 
 import jax
@@ -127,22 +128,24 @@ class Parallel:
 
     def sampler(self, sample):
         """``sample(params, key, n) -> n images``, compiled so that the n images are split
-        over this process's devices when their count divides n (otherwise every device
-        draws all n).  The same images either way: each one is drawn from its own slice of
-        the one ``(n, ...)`` noise draw, which sharding does not change (partitionable
-        threefry).  Each process draws the whole grid on its own devices, so any process
-        can save it and no process waits on another.  ``params``: one copy of the
-        parameters, as :meth:`get_state` gives it."""
+        over ``gcd(n, d)`` of this process's d devices (all of them when d divides n; one
+        device for ``jit``).  The same images however they are split, up to float rounding:
+        each one is drawn from its own rows of the one ``(n, ...)`` noise draw, which
+        sharding does not change (partitionable threefry).  Each process draws the whole
+        grid on its own devices, so any process can save it without the others.
+        ``params``: one copy of the parameters, as :meth:`get_state` gives it."""
         devices = [jax.devices()[0]] if self.mode == "jit" else jax.local_devices()
-        mesh = Mesh(np.asarray(devices), ("data",))
-        replicated = NamedSharding(mesh, PartitionSpec())
-        split = jax.jit(sample, static_argnums=2,
-                        out_shardings=NamedSharding(mesh, PartitionSpec("data")))
-        whole = jax.jit(sample, static_argnums=2, out_shardings=replicated)
+        compiled = {}  # devices used -> (replicated placement, jitted sample)
 
         def draw(params, key, n):
-            params = jax.tree.map(lambda x: _local_copy(x, replicated), params)
-            return (split if n % len(devices) == 0 else whole)(params, key, n)
+            used = math.gcd(n, len(devices))
+            if used not in compiled:
+                mesh = Mesh(np.asarray(devices[:used]), ("data",))
+                compiled[used] = (NamedSharding(mesh, PartitionSpec()), jax.jit(
+                    sample, static_argnums=2,
+                    out_shardings=NamedSharding(mesh, PartitionSpec("data"))))
+            replicated, jitted = compiled[used]
+            return jitted(jax.tree.map(lambda x: _local_copy(x, replicated), params), key, n)
         return draw
 
     # -- compute --------------------------------------------------------------
@@ -184,6 +187,7 @@ def _local_copy(x, replicated: NamedSharding):
     if isinstance(x, jax.Array) and x.sharding.is_equivalent_to(replicated, x.ndim):
         return x
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        assert x.is_fully_replicated, "the sampler takes replicated parameters"
         by_device = {shard.device: shard.data for shard in x.addressable_shards}
         return jax.make_array_from_single_device_arrays(
             x.shape, replicated, [by_device[d] for d in replicated.mesh.devices.flat])

@@ -76,25 +76,27 @@ def test_two_processes_match_one_process(tmp_path):
 
 
 def test_sample_grids_are_split_over_the_devices_and_equal_an_unsplit_draw(tmp_path):
-    """The trainer's sampler: 16 samples come back split over the 8 devices (each draws 2),
-    12 (which 8 does not divide) whole on every device; both equal plain jit's images,
-    in every mode's layout of the parameters."""
+    """The trainer's sampler: 16 samples come back split over the 8 devices (2 each), 12
+    over gcd(12, 8) = 4 of them (3 each), 5 on one device; all equal plain jit's images up
+    to rounding, in every mode's layout of the parameters."""
+    expected, per_device = {}, {16: 2, 12: 3, 5: 5}
     for mode in ("sharded", "pmap", "jit"):
         run = run_lib.setup(smoke_config(parallel=mode), str(tmp_path / mode),
                             experiment.build_model)
-        state = run.parallel.put_state(run_lib.fresh_state(run))
-        params = run.parallel.get_state(state).params
-        plain = jax.jit(run.model.sample, static_argnums=2)
-        host_params = jax.device_get(params)
-        for n, key in ((16, jax.random.PRNGKey(3)), (12, jax.random.PRNGKey(4))):
-            images = run.sample_fn(params, key, n)
-            expected = np.asarray(plain(host_params, key, n))
-            assert images.shape == expected.shape == (n, 8, 8, 1), (mode, n)
-            per_device = {s.data.shape[0] for s in images.addressable_shards}
-            split = mode != "jit" and n % 8 == 0
-            assert per_device == ({n // 8} if split else {n}), (mode, n, per_device)
-            assert len(images.sharding.device_set) == (1 if mode == "jit" else 8)
-            got = np.asarray(images)
-            # The same draws; a level can flip only where a value rounds across a boundary.
-            assert np.mean(got == expected) > 0.999, (mode, n)
-            assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1, (mode, n)
+        params = run.parallel.get_state(run.parallel.put_state(run_lib.fresh_state(run))).params
+        if not expected:  # the same init in every mode
+            plain = jax.jit(run.model.sample, static_argnums=2)
+            expected = {n: np.asarray(plain(jax.device_get(params), jax.random.PRNGKey(n), n))
+                        for n in per_device}
+        for n, rows in per_device.items():
+            images = run.sample_fn(params, jax.random.PRNGKey(n), n)
+            assert images.shape == expected[n].shape == (n, 8, 8, 1), (mode, n)
+            shards = {s.data.shape[0] for s in images.addressable_shards}
+            assert shards == {n if mode == "jit" else rows}, (mode, n, shards)
+            assert len(images.sharding.device_set) == (1 if mode == "jit" else n // rows)
+            got = np.asarray(images).astype(int)
+            # The same draws: a level differs only where a value rounds across a level
+            # boundary, at most one pixel in 200 (none in the runs so far).
+            mismatched = np.count_nonzero(got != expected[n])
+            assert mismatched <= got.size // 200, (mode, n, mismatched)
+            assert np.abs(got - expected[n]).max() <= 1, (mode, n)
