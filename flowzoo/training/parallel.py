@@ -131,8 +131,8 @@ class Parallel:
         over ``gcd(n, d)`` of this process's d devices (all of them when d divides n; one
         device for ``jit``).  The same images however they are split, up to float rounding:
         each one is drawn from its own rows of the one ``(n, ...)`` noise draw, which
-        sharding does not change (partitionable threefry).  Each process draws the whole
-        grid on its own devices, so any process can save it without the others.
+        sharding does not change (partitionable threefry).  A process draws the whole grid
+        on its own devices, needing no other process (the trainer has process 0 draw it).
         ``params``: one copy of the parameters, as :meth:`get_state` gives it."""
         devices = [jax.devices()[0]] if self.mode == "jit" else jax.local_devices()
         compiled = {}  # devices used -> (replicated placement, jitted sample)
