@@ -6,6 +6,7 @@ vmap, and lets a rematerialised block keep its output instead of recomputing it.
 from __future__ import annotations
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -136,3 +137,27 @@ def test_products_benchmark_times_every_layout_and_marks_the_ones_attention_uses
     assert sorted(r["product"] for r in used) == sorted(attention_products.LAYOUTS)
     source = inspect.getsource(attention)
     assert all(f'"{r["einsum"]}"' in source for r in used), used
+
+
+def _dot_batch_ranks(jaxpr):
+    """The number of batch dimensions of every dot_general in a jaxpr and its sub-jaxprs."""
+    ranks = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            ranks.append(len(eqn.params["dimension_numbers"][1][0]))
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            ranks += _dot_batch_ranks(sub)
+    return ranks
+
+
+def test_a_group_of_examples_multiplies_as_merged_heads():
+    # 16 examples on the 8 test devices: a loop of 2 steps of G = 8 examples each.  The group
+    # is merged into the head axis of every product, forward and backward (one batch axis);
+    # a vmapped group gave each device dots with a unit batch axis, which XLA:CPU ran slower.
+    assert jax.device_count() == 8
+    q, k, v = _qkv((16,))
+    closed = jax.make_jaxpr(jax.grad(
+        lambda qkv: jnp.sum(jnp.sin(attention.self_attention(qkv, loop="examples")))))(
+        _stacked(q, k, v))
+    ranks = _dot_batch_ranks(closed.jaxpr)
+    assert len(ranks) == 7 and set(ranks) == {1}, ranks  # 2 forward + 5 backward products

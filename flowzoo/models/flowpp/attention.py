@@ -77,8 +77,8 @@ def _scale(qkv):
 
 
 def _split(qkv):
-    """(L, 3, H, d) -> q scaled by d^-1/2, k, v, each (L, H, d)."""
-    return qkv[:, 0] * _scale(qkv), qkv[:, 1], qkv[:, 2]
+    """([G,] L, 3, H, d) -> q scaled by d^-1/2, k, v, each ([G,] L, H, d)."""
+    return qkv[..., 0, :, :] * _scale(qkv), qkv[..., 1, :, :], qkv[..., 2, :, :]
 
 
 # The products' operand and result layouts: XLA:CPU's YNNPACK products ran the same
@@ -87,56 +87,86 @@ def _split(qkv):
 # weights x values into (H, L, d) 4x slower than into (L, H, d).  The layouts below are among
 # the fast ones (experiments/benchmarks/attention_products.py; docs/decisions.md#fpp-attention-
 # layouts).  The transposes they need touch (L, H, d) arrays only, never (H, L, L) ones.
+#
+# A loop step holds one example (L, H, d) or a group of G (G, L, H, d), one per device of a
+# sharded batch.  A group's examples are merged into the products' head axis (G * H heads)
+# rather than vmapped: each device then multiplies (H, L, L) blocks, where a vmapped group
+# gave it dots with a unit batch axis that XLA:CPU ran slower (forward and backward of 16
+# examples on 2 devices 48 -> 45 ms; docs/decisions.md#fpp-attention-groups).
 def _heads_first(t):
-    return jnp.swapaxes(t, 0, 1)  # (L, H, d) -> (H, L, d), or back
+    """(L, H, d) -> (H, L, d); (G, L, H, d) -> (G * H, L, d)."""
+    if t.ndim == 3:
+        return jnp.swapaxes(t, 0, 1)
+    g, length, h, d = t.shape
+    return jnp.swapaxes(t, 1, 2).reshape(g * h, length, d)
+
+
+def _from_heads_first(t, like):
+    """Inverse of :func:`_heads_first`, back to ``like``'s layout."""
+    if like.ndim == 3:
+        return jnp.swapaxes(t, 0, 1)
+    return jnp.swapaxes(t.reshape((like.shape[0], -1) + t.shape[1:]), 1, 2)
+
+
+def _rows(t):
+    """(L, H, d) as it is; (G, L, H, d) -> (L, G * H, d)."""
+    if t.ndim == 3:
+        return t
+    g, length, h, d = t.shape
+    return jnp.swapaxes(t, 0, 1).reshape(length, g * h, d)
+
+
+def _from_rows(t, like):
+    """Inverse of :func:`_rows`, back to ``like``'s layout."""
+    if like.ndim == 3:
+        return t
+    return jnp.swapaxes(t.reshape((t.shape[0], like.shape[0], -1, t.shape[-1])), 0, 1)
 
 
 def _logits(a, b):
-    """sum_d a[q, h, d] b[k, h, d] -> (H, L, L)."""
-    return _product("hqd,hdk->hqk", _heads_first(a), jnp.transpose(b, (1, 2, 0)))
+    """sum_d a[q, h, d] b[k, h, d] -> (heads, L, L), heads = H or G * H."""
+    heads_first = _heads_first(b)
+    return _product("hqd,hdk->hqk", _heads_first(a), jnp.swapaxes(heads_first, 1, 2))
 
 
-def _example_forward(qkv):
-    """One example.  qkv (L, 3, H, d) -> out (L, H, d) in qkv's dtype, lse (H, L, 1) at
-    least float32."""
+def _step_forward(qkv):
+    """One loop step.  qkv ([G,] L, 3, H, d) -> out ([G,] L, H, d) in qkv's dtype and the
+    log-normaliser ([G,] H, L, 1), at least float32."""
     q, k, v = _split(qkv)
     s = _logits(q, k)
     m = jnp.max(s, axis=-1, keepdims=True)
     e = jnp.exp(s - m)
     total = jnp.sum(e, axis=-1, keepdims=True)
-    out = _product("hqk,khd->hqd", e.astype(v.dtype), v) / total
-    return _heads_first(out).astype(v.dtype), m + jnp.log(total)
+    out = _product("hqk,khd->hqd", e.astype(v.dtype), _rows(v)) / total
+    lse = m + jnp.log(total)
+    if v.ndim == 4:
+        lse = lse.reshape((v.shape[0], -1) + lse.shape[1:])  # (G * H, ...) -> (G, H, ...)
+    return _from_heads_first(out, v).astype(v.dtype), lse
 
 
-def _example_backward(qkv, out, lse, d_out):
-    """The gradient of qkv (L, 3, H, d) in its dtype; softmax weights and their gradient
-    in (at least) float32, narrowed only as operands of the products."""
+def _step_backward(qkv, out, lse, d_out):
+    """The gradient of qkv ([G,] L, 3, H, d) in its dtype; softmax weights and their
+    gradient in (at least) float32, narrowed only as operands of the products."""
     q, k, v = _split(qkv)
-    p = jnp.exp(_logits(q, k) - lse)  # the softmax weights again
+    p = jnp.exp(_logits(q, k) - lse.reshape((-1,) + lse.shape[-2:]))  # the weights again
     d_out = d_out.astype(v.dtype)
-    d_v = _product("hqk,qhd->khd", p.astype(v.dtype), d_out)
+    d_v = _from_rows(_product("hqk,qhd->khd", p.astype(v.dtype), _rows(d_out)), v)
     d_p = _logits(d_out, v)
-    row = _heads_first(jnp.sum(d_out.astype(p.dtype) * out, axis=-1))[..., None]
-    d_s = (p * (d_p - row)).astype(q.dtype)  # (H, L, L)
-    d_q = _heads_first(_product("hqk,khd->hqd", d_s, k)) * _scale(qkv)
-    d_k = _product("hqk,qhd->khd", d_s, q)
-    return jnp.stack([d_q, d_k, d_v], axis=1).astype(qkv.dtype)
-
-
-def _per_step(fn, args):
-    """One loop step: one example (L, ...), or G of them (G, L, ...) vmapped.  The unit
-    group axis is dropped rather than vmapped: XLA:CPU ran those dots ~20% slower."""
-    return fn(*args) if args[0].ndim == 4 else jax.vmap(fn)(*args)
+    row = _heads_first(jnp.sum(d_out.astype(p.dtype) * out, axis=-1, keepdims=True))
+    d_s = (p * (d_p - row)).astype(q.dtype)  # (heads, L, L)
+    d_q = _from_heads_first(_product("hqk,khd->hqd", d_s, _rows(k)), k) * _scale(qkv)
+    d_k = _from_rows(_product("hqk,qhd->khd", d_s, _rows(q)), k)
+    return jnp.stack([d_q, d_k, d_v], axis=-3).astype(qkv.dtype)
 
 
 def _looped_forward(qkv):
-    out, lse = jax.lax.map(lambda qkv: _per_step(_example_forward, (qkv,)), qkv)
+    out, lse = jax.lax.map(_step_forward, qkv)
     out, lse = checkpoint_name(out, ATTENTION_OUTPUT), checkpoint_name(lse, ATTENTION_OUTPUT)
     return out, (qkv, out, lse)
 
 
 def _looped_backward(residuals, d_out):
-    return (jax.lax.map(lambda args: _per_step(_example_backward, args), residuals + (d_out,)),)
+    return (jax.lax.map(lambda args: _step_backward(*args), residuals + (d_out,)),)
 
 
 @jax.custom_vjp

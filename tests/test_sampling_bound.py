@@ -1,0 +1,53 @@
+"""experiments/benchmarks/sampling_bound.py: the counts multiply loop bodies by their trip
+counts and sort products and exponentials by kind, and the script prints a bound."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments.benchmarks import sampling_bound
+from flowzoo.models.flowpp import attention, ops
+
+
+def test_count_multiplies_loop_bodies_and_sorts_the_kinds():
+    rng = np.random.default_rng(3)
+    qkv = jnp.asarray(rng.normal(size=(2, 64, 3, 2, 4)), jnp.float32)  # 2 examples, L = 64
+    x = jnp.asarray(rng.normal(size=(1, 4, 4, 6)), jnp.float32)
+    kernel = jnp.asarray(rng.normal(size=(3, 3, 6, 5)), jnp.float32)
+    a, b = jnp.asarray(rng.normal(size=(7, 6))), jnp.asarray(rng.normal(size=(6, 5)))
+
+    def body(carry, _):
+        out = attention.self_attention(qkv, loop="examples")  # the looped, grouped form
+        return carry + jnp.sum(out) + jnp.sum(ops.conv_nhwc(x, kernel)), jnp.exp(a @ b)
+
+    closed = jax.make_jaxpr(lambda: jax.lax.scan(body, 0.0, None, length=3))()
+    counts = sampling_bound.count(closed.jaxpr)
+    per_example = 2 * (2 * 2 * 64 * 64 * 4)  # logits and weights x values, 2 heads of d = 4
+    assert counts["attention_product_flop"] == 3 * 2 * per_example
+    assert counts["softmax_exp"] == 3 * 2 * (2 * 64 * 64)
+    assert counts["conv3x3_flop"] == 3 * 2 * (4 * 4 * 5) * 6 * 9
+    assert counts["matmul_flop"] == 3 * 2 * (7 * 5) * 6
+    assert counts["other_exp"] == 3 * 7 * 5
+
+
+def test_bound_adds_the_kinds_at_their_rates():
+    per_image = {"conv3x3_flop": 2e9, "matmul_flop": 1e9, "attention_product_flop": 1e9,
+                 "softmax_exp": 1e8, "other_exp": 2e8}
+    rate = {"conv3x3": 2e11, "matmul": 1e11, "attention_product": 5e10, "exp": 1e10}
+    result = sampling_bound.bound(per_image, rate)
+    assert result["total_ms_per_image"] == 10 + 10 + 20 + 10 + 20
+    assert result["max_img_s"] == round(1 / 0.07, 2)
+
+
+def test_prints_counts_rates_and_the_bound(capsys):
+    sampling_bound.main(["--config", "experiments/configs/flowpp_cifar10.py:smoke",
+                         "--batch_size", "2", "--repeats", "1"])
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(line["rates"]) == {"conv3x3", "matmul", "attention_product", "exp"}
+    assert all(v > 0 for v in line["rates"].values())
+    assert line["per_image"]["conv3x3_flop"] > 0 and line["per_image"]["softmax_exp"] > 0
+    assert line["max_img_s"] > 0 and line["machine"]["cores"] >= 1
