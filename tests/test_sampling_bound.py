@@ -1,5 +1,6 @@
 """experiments/benchmarks/sampling_bound.py: the counts multiply loop bodies by their trip
-counts and sort products and exponentials by kind, and the script prints a bound."""
+counts and sort products and exponentials by kind, and the script prints the time per image
+at the measured rates."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from experiments.benchmarks import sampling_bound
 from flowzoo.models.flowpp import attention, ops
@@ -40,7 +42,7 @@ def test_bound_adds_the_kinds_at_their_rates():
     rate = {"conv3x3": 2e11, "matmul": 1e11, "attention_product": 5e10, "exp": 1e10}
     result = sampling_bound.bound(per_image, rate)
     assert result["total_ms_per_image"] == 10 + 10 + 20 + 10 + 20
-    assert result["max_img_s"] == round(1 / 0.07, 2)
+    assert result["img_s"] == round(1 / 0.07, 2)
 
 
 def test_prints_counts_rates_and_the_bound(capsys):
@@ -48,6 +50,20 @@ def test_prints_counts_rates_and_the_bound(capsys):
                          "--batch_size", "2", "--repeats", "1"])
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(line["rates"]) == {"conv3x3", "matmul", "attention_product", "exp"}
-    assert all(v > 0 for v in line["rates"].values())
+    assert all(v > 0 for r in line["rates"].values() for v in r.values())
     assert line["per_image"]["conv3x3_flop"] > 0 and line["per_image"]["softmax_exp"] > 0
-    assert line["max_img_s"] > 0 and line["machine"]["cores"] >= 1
+    assert line["img_s"] > 0 and line["machine"]["cores"] >= 1
+    assert all(r["best"] == max(r["whole"], r["split"]) for r in line["rates"].values())
+
+
+def test_count_takes_the_costliest_branch_and_refuses_a_while_loop():
+    a = jnp.ones((4, 3))
+
+    def branches(flag):
+        return jax.lax.cond(flag, lambda: jnp.sum(a @ a.T @ a), lambda: jnp.sum(a @ a.T))
+
+    counts = sampling_bound.count(jax.make_jaxpr(branches)(True).jaxpr)
+    assert counts["matmul_flop"] == 2 * 4 * 4 * 3 + 2 * 4 * 3 * 4  # the two-product branch
+    looped = jax.make_jaxpr(lambda n: jax.lax.while_loop(lambda x: x < n, lambda x: x + 1, 0))
+    with pytest.raises(ValueError, match="no static trip count"):
+        sampling_bound.count(looped(3).jaxpr)
