@@ -103,6 +103,22 @@ def _images(config, n, source):
         return images, num_levels, "uniform random levels (the dataset was found nowhere)"
 
 
+def product_flops(eqn) -> float:
+    """FLOPs (2 per multiply-add) of one ``dot_general`` or ``conv_general_dilated``
+    equation; 0 for any other primitive."""
+    name, params = eqn.primitive.name, eqn.params
+    if name == "dot_general":
+        (contract, _), _ = params["dimension_numbers"]
+        lhs = eqn.invars[0].aval.shape
+        return 2.0 * np.prod(eqn.outvars[0].aval.shape) * np.prod([lhs[d] for d in contract])
+    if name == "conv_general_dilated":
+        rhs = eqn.invars[1].aval.shape
+        spec = params["dimension_numbers"].rhs_spec  # (out, in, spatial...)
+        per_output = rhs[spec[1]] * np.prod([rhs[d] for d in spec[2:]])
+        return 2.0 * np.prod(eqn.outvars[0].aval.shape) * per_output
+    return 0.0
+
+
 def _jaxpr_flops(jaxpr) -> float:
     """Matmul and convolution FLOPs of a jaxpr (2 per multiply-add), loop bodies counted
     ``length`` times.  XLA's own count sees a loop body once, so it undercounts a scanned
@@ -110,16 +126,7 @@ def _jaxpr_flops(jaxpr) -> float:
     total = 0.0
     for eqn in jaxpr.eqns:
         name, params = eqn.primitive.name, eqn.params
-        if name == "dot_general":
-            (contract, _), _ = params["dimension_numbers"]
-            lhs = eqn.invars[0].aval.shape
-            total += 2.0 * np.prod(eqn.outvars[0].aval.shape) * np.prod(
-                [lhs[d] for d in contract])
-        elif name == "conv_general_dilated":
-            rhs = eqn.invars[1].aval.shape
-            spec = params["dimension_numbers"].rhs_spec  # (out, in, spatial...)
-            per_output = rhs[spec[1]] * np.prod([rhs[d] for d in spec[2:]])
-            total += 2.0 * np.prod(eqn.outvars[0].aval.shape) * per_output
+        total += product_flops(eqn)
         multiplier = params.get("length", 1) if name == "scan" else 1
         for sub in jax_core.jaxprs_in_params(params):
             total += multiplier * _jaxpr_flops(sub)

@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import sys
-import time
 import types
 
 import jax
@@ -43,7 +42,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from experiments.benchmarks import flowpp  # noqa: E402
+from experiments.benchmarks import cpu_rates, flowpp  # noqa: E402
 from experiments.benchmarks.common import machine  # noqa: E402
 from flowzoo.models.flowpp import ops  # noqa: E402
 from flowzoo.training import cpu_devices  # noqa: E402
@@ -58,18 +57,13 @@ def count(jaxpr, multiplier=1, totals=None) -> dict:
 
     for eqn in jaxpr.eqns:
         name, params = eqn.primitive.name, eqn.params
-        out = eqn.outvars[0].aval.shape if eqn.outvars else ()
         if name == "dot_general":
-            (contract, _), (batch, _) = params["dimension_numbers"]
-            lhs = eqn.invars[0].aval.shape
-            flop = 2 * np.prod(out) * np.prod([lhs[d] for d in contract])
-            add("attention_product_flop" if batch else "matmul_flop", flop)
+            _, (batch, _) = params["dimension_numbers"]
+            add("attention_product_flop" if batch else "matmul_flop", flowpp.product_flops(eqn))
         elif name == "conv_general_dilated":
             rhs = eqn.invars[1].aval.shape
-            spec = params["dimension_numbers"].rhs_spec  # (out, in, spatial...)
-            window = tuple(rhs[d] for d in spec[2:])
-            flop = 2 * np.prod(out) * rhs[spec[1]] * np.prod(window)
-            add("conv3x3_flop" if window == (3, 3) else "matmul_flop", flop)
+            window = tuple(rhs[d] for d in params["dimension_numbers"].rhs_spec[2:])
+            add("conv3x3_flop" if window == (3, 3) else "matmul_flop", flowpp.product_flops(eqn))
         elif name == "exp":
             shape = eqn.invars[0].aval.shape
             softmax = len(shape) >= 2 and shape[-1] == shape[-2] and shape[-1] >= 64
@@ -86,16 +80,6 @@ def count(jaxpr, multiplier=1, totals=None) -> dict:
         for sub in jax.extend.core.jaxprs_in_params(params):
             count(sub, inner, totals)
     return totals
-
-
-def _best_seconds(fn, args, repeats):
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def rates(repeats, batch=16, height=32, width=16, filters=96, heads=4, loop=8,
@@ -117,7 +101,7 @@ def rates(repeats, batch=16, height=32, width=16, filters=96, heads=4, loop=8,
         return jnp.asarray(rng.normal(size=shape), jnp.float32)
 
     def per_call(op, args):
-        return _best_seconds(jax.jit(op), args, repeats)
+        return cpu_rates.measure(op, args, repeats)[0]  # best seconds
 
     def per_share(op, args):  # seconds per share, n devices each looping over `loop` shares
         sharding = NamedSharding(mesh, P("d"))
@@ -128,9 +112,8 @@ def rates(repeats, batch=16, height=32, width=16, filters=96, heads=4, loop=8,
             out = jax.lax.map(lambda xs: op(*xs), tuple(b[0] for b in blocks))
             return jax.tree.map(lambda o: o[None], out)
 
-        fn = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P("d"),) * len(args),
-                                   out_specs=P("d")))
-        return _best_seconds(fn, stacked, repeats) / (n * loop)
+        fn = jax.shard_map(local, mesh=mesh, in_specs=(P("d"),) * len(args), out_specs=P("d"))
+        return per_call(fn, stacked) / (n * loop)
 
     def attention(q, k, w, v):  # one example's products as attention.py lays them out
         return jnp.einsum("hqd,hdk->hqk", q, k), jnp.einsum("hqk,khd->hqd", w, v)
