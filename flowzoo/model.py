@@ -42,3 +42,22 @@ class Model(NamedTuple):
 def example_keys(key, index):
     """One key per example: fold the global example index into the step key."""
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
+
+
+def key_batch_shape(key) -> tuple[int, ...]:
+    """The batch shape of a key array: () for one key, (B,) for ``example_keys``' output.
+    A typed key's shape is its batch shape; raw ``uint32`` key data has the key on its last
+    axis."""
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return tuple(key.shape)
+    return tuple(key.shape[:-1])
+
+
+def fold_in_keys(key, data):
+    """``jax.random.fold_in`` of one key, or of every key of an array of keys (such as
+    ``example_keys``' one per example): the result has the batch shape of ``key``."""
+    batch = key_batch_shape(key)
+    if not batch:
+        return jax.random.fold_in(key, data)
+    flat = key.reshape((-1,) + key.shape[len(batch):])
+    return jax.vmap(lambda k: jax.random.fold_in(k, data))(flat).reshape(key.shape)

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from flowzoo import _checks
 from flowzoo.bijectors.base import Bijector
+from flowzoo.model import fold_in_keys
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,8 +24,9 @@ class ScanChain(Bijector):
     (step i's parameters are ``tree_map(lambda a: a[i], params)``), as ``nn.scan`` stacks them.
     ``step`` must keep its input's shape and dtype.
 
-    ``fold_keys``: names of context entries that are PRNG keys (e.g. ``"dropout_key"``);
-    step i receives ``jax.random.fold_in(key, i)``, so no two steps share randomness.  Other
+    ``fold_keys``: names of context entries that are PRNG keys (e.g. ``"dropout_key"``), one
+    key or an array of keys (one per example); step i receives each key with i folded in
+    (``flowzoo.model.fold_in_keys``), so no two steps share randomness.  Other
     context is passed unchanged to every step.  ``unroll=True`` unrolls the scan (the same
     function and parameters; one body per step in the compiled program).  ``event_ndims`` is
     the step's.
@@ -47,7 +49,7 @@ class ScanChain(Bijector):
         return self.step.event_ndims
 
     def _step_context(self, context, i):
-        folded = {name: jax.random.fold_in(context[name], i) for name in self.fold_keys
+        folded = {name: fold_in_keys(context[name], i) for name in self.fold_keys
                   if context.get(name) is not None}
         return {**context, **folded}
 

@@ -75,13 +75,17 @@ def test_scan_chain_gradients_match_the_chain():
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
 
 
-def test_scan_chain_folds_the_step_number_into_key_context():
+def _two_dropout_steps(conditioner):
+    """(x, a 2-step ScanChain of couplings with ``conditioner``, its params)."""
     x = jax.random.normal(jax.random.PRNGKey(0), (4, 6), jnp.float32)
-    step = fb.Coupling(fb.ChannelSplit(), _DropoutConditioner(), fb.AffineInner(),
-                       event_ndims=1)
+    step = fb.Coupling(fb.ChannelSplit(), conditioner, fb.AffineInner(), event_ndims=1)
     scanned = fb.ScanChain(fb.Chain([step, fb.SwapHalves(fb.ChannelSplit(), event_ndims=1)]),
                            2, fold_keys=("dropout_key",))
-    params = scanned.init(jax.random.PRNGKey(1), x)
+    return x, scanned, scanned.init(jax.random.PRNGKey(1), x)
+
+
+def test_scan_chain_folds_the_step_number_into_key_context():
+    x, scanned, params = _two_dropout_steps(_DropoutConditioner())
     # Same parameters in both steps, so only the dropout masks can tell the steps apart.
     params = jax.tree.map(lambda a: jnp.broadcast_to(a[:1], a.shape), params)
     key = jax.random.PRNGKey(7)
@@ -123,3 +127,25 @@ def test_bad_input_names_the_fix():
     params = affine.init(jax.random.PRNGKey(0), x)
     with pytest.raises(ValueError, match="use the output of ScanChain.init"):
         affine.forward(jax.tree.map(lambda a: a[:2], params), x)
+
+
+class _PerExampleDropoutConditioner(_DropoutConditioner):
+    """Its ``dropout_key`` holds one key per example (row of x1)."""
+
+    def apply(self, params, x1, dropout_key=None):
+        h = jnp.tanh(x1 @ params["w"])
+        if dropout_key is not None:
+            h = h * jax.vmap(lambda k: jax.random.bernoulli(k, 0.5, h.shape[1:]))(dropout_key)
+        return h
+
+
+@pytest.mark.parametrize("split_keys", [jax.random.PRNGKey, jax.random.key])
+def test_scan_chain_folds_the_step_number_into_every_key_of_a_key_array(split_keys):
+    x, scanned, params = _two_dropout_steps(_PerExampleDropoutConditioner())
+    keys = jax.random.split(split_keys(7), 4)  # one per example
+    y, _ = scanned.forward(params, x, dropout_key=keys)
+    h = x
+    for i, p in enumerate(_unstack(params, 2)):
+        folded = jax.vmap(lambda k: jax.random.fold_in(k, i))(keys)
+        h, _ = scanned.step.forward(p, h, dropout_key=folded)
+    np.testing.assert_allclose(y, h, rtol=1e-6)

@@ -211,3 +211,28 @@ def test_keep_masks_of_a_sharded_batch_are_drawn_shard_by_shard():
                                       "all-reduce")), "the mask is not computed per shard"
     np.testing.assert_array_equal(draw(jax.random.PRNGKey(5)),
                                   nets.keep_masks(jax.random.PRNGKey(5), 0.2, shape))
+
+
+@pytest.mark.parametrize("make_keys", [
+    lambda: jax.random.split(jax.random.PRNGKey(12), 3),  # raw uint32 key data
+    lambda: jax.random.split(jax.random.key(12), 3)])     # typed keys
+def test_keep_masks_with_one_key_per_example_draw_each_example_from_its_key(make_keys):
+    keys = make_keys()
+    shape = (3, 5, 7)
+    got = nets.keep_masks(keys, 0.2, shape)
+    for i in range(3):
+        np.testing.assert_array_equal(got[i], nets.keep_masks(keys[i], 0.2, shape[1:]))
+    assert len({np.asarray(m).tobytes() for m in got}) == 3
+    with pytest.raises(ValueError, match="must start with the keys' batch shape"):
+        nets.keep_masks(keys, 0.2, (4, 5, 7))
+
+
+def test_keep_masks_of_per_example_keys_are_drawn_shard_by_shard():
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    sharding = NamedSharding(mesh, PartitionSpec("data"))
+    n = 2 * jax.device_count()
+    keys = jax.device_put(jax.random.split(jax.random.PRNGKey(5), n), sharding)
+    draw = jax.jit(lambda k: nets.keep_masks(k, 0.2, (n, 4, 4, 6)), out_shardings=sharding)
+    hlo = draw.lower(keys).compile().as_text()
+    assert not any(c in hlo for c in ("all-gather", "all-to-all", "collective-permute",
+                                      "all-reduce")), "the mask is not computed per shard"

@@ -199,3 +199,31 @@ def test_data_dependent_init_runs_with_the_training_dropout():
     # per pass the init makes through them.
     assert sites(0.0) == 0
     assert sites(0.2) >= 1 + 1 + 1
+
+
+@pytest.mark.parametrize("execution", [
+    {},  # TINY's: unscanned, no remat, batched attention
+    dict(scan_blocks=True, remat=True, attention_loop="examples", scan_steps=True)])
+def test_dropout_masks_follow_the_examples_not_the_batch_split(execution):
+    """A pmap device sees only its slice of the batch: the loss and gradients averaged over
+    4 devices (one example each) equal those of the whole batch on one device, with dropout
+    on.  Masks drawn from one key for the batch's shape would give every device the first
+    example's masks (gradients then differ by ~10%)."""
+    model = flowpp.build({**TINY, "dropout": 0.2, **execution}, SHAPE, 256)
+    batch = _batch(4, seed=3)
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), batch)
+    key = jax.random.PRNGKey(7)
+    loss_and_grad = jax.value_and_grad(lambda p, b: model.loss(p, b, key)[0])
+    whole = jax.jit(loss_and_grad)(params, batch)
+    split = jax.tree.map(lambda v: v.reshape((4, 1) + v.shape[1:]), batch)
+    per_device = jax.pmap(lambda b: jax.lax.pmean(loss_and_grad(params, b), "d"),
+                          axis_name="d", devices=jax.devices()[:4])(split)
+    per_device = jax.tree.map(lambda v: v[0], per_device)
+    np.testing.assert_allclose(per_device[0], whole[0], rtol=1e-5)
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(whole[1]),
+                            jax.tree.leaves(per_device[1])):
+        err = float(jnp.linalg.norm(a - b) / jnp.linalg.norm(a))
+        assert err < 1e-4, (jax.tree_util.keystr(path), err)
+    # Dropout is on: another key draws other masks, so the gradient moves.
+    other = jax.jit(jax.grad(lambda p: model.loss(p, batch, jax.random.PRNGKey(8))[0]))(params)
+    assert optax.tree.norm(jax.tree.map(jnp.subtract, other, whole[1])) > 1e-3 * optax.tree.norm(whole[1])

@@ -12,8 +12,8 @@ loss's value is the batch's mean bits/dim; its gradient is that of ``cfg.loss_sc
 
 Parameters: ``{'main': ..., 'dequant': {'context': ..., 'noise': ...}}`` (``dequant`` is
 absent with uniform dequantization).  Randomness: dequantization noise comes from
-``example_keys`` (per example, independent of how the batch is sharded); dropout from the
-step key.  ``init`` is a pure function of (key, batch): the data-dependent init (with the
+``example_keys`` (per example, independent of how the batch is sharded), and so do the
+dropout masks: each example's from its own key, so jit, sharded jit and pmap agree.  ``init`` is a pure function of (key, batch): the data-dependent init (with the
 training dropout, as official), or the official checkpoint ``cfg.init_from_official``.
 """
 
@@ -179,7 +179,7 @@ def fresh_init(flow: FlowPP, key, batch):
     x = _images(batch)
     k_noise, k_dequant, k_main = jax.random.split(key, 3)
     k_dequant, k_main = _init_key(k_dequant), _init_key(k_main)
-    dropout_key = _dropout_key(flow, jax.random.fold_in(key, 3))
+    dropout_key = _dropout_keys(flow, jax.random.fold_in(key, 3), batch)
     noise = _noise(flow, example_keys(k_noise, batch["index"]))
     params = {}
     if flow.dequantizer is not None:
@@ -214,8 +214,11 @@ def official_params(flow: FlowPP, source, *, ema=False):
     return official.official_params(flow, source, ema=ema, template=template_params(flow))
 
 
-def _dropout_key(flow: FlowPP, key):
-    return key if flow.cfg.dropout > 0 else None
+def _dropout_keys(flow: FlowPP, key, batch):
+    """One dropout key per example (``example_keys``), or None without dropout.  Drawn from
+    one step key for the whole batch instead, the masks would follow the batch's shape: a
+    pmap device, seeing only its slice, would draw the first examples' masks for its own."""
+    return example_keys(key, batch["index"]) if flow.cfg.dropout > 0 else None
 
 
 def _bits(flow: FlowPP, log_weight):
@@ -328,7 +331,7 @@ def build(model_config, image_shape, num_levels) -> Model:
         noise_key, dropout_key = jax.random.split(key)
         noise = _noise(flow, example_keys(noise_key, batch["index"]))
         log_weight = _log_weight(flow, params, _images(batch), noise,
-                                 _dropout_key(flow, dropout_key))
+                                 _dropout_keys(flow, dropout_key, batch))
         bpd = jnp.mean(_bits(flow, log_weight))
         return training_loss(flow, log_weight), {"bits_per_dim": bpd}
 

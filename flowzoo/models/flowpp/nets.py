@@ -20,8 +20,9 @@ Pieces:
     optionally scanned and rematerialised -> 3x3 conv with init scale 0.1).
   * :class:`ContextNet`: the dequantizer's context network.
 
-Dropout is explicit: modules take ``dropout_key`` (None: deterministic); every network folds
-in a static index and every block its number, so no two dropout sites share a mask.
+Dropout is explicit: modules take ``dropout_key`` (None: deterministic), one key or one key
+per example (``keep_masks``); every network folds in a static index and every block its
+number, so no two dropout sites share a mask.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
+from flowzoo.model import fold_in_keys, key_batch_shape
 from flowzoo.models import precision
 from flowzoo.models.flowpp import ops
 from flowzoo.models.flowpp.attention import ATTENTION_OUTPUT, self_attention
@@ -62,19 +64,37 @@ REMAT_POLICY = jax.checkpoint_policies.save_only_these_names(
 
 
 def keep_masks(key, rate, shape):
-    """Boolean keep-masks (True with probability 1 - rate, to 2^-16), or None when dropout
-    is off.  One draw serves all dropout sites of a block (split on the channel axis), so
-    a block body holds one random-bit generator, not one per site."""
+    """Boolean keep-masks of ``shape`` (True with probability 1 - rate, to 2^-16), or None
+    when dropout is off.  One draw serves all dropout sites of a block (split on the channel
+    axis), so a block body holds one random-bit generator, not one per site.
+
+    ``key``: one key for the whole mask, or an array of keys, one per example (``shape``
+    then starts with the keys' batch shape): each example's mask is then drawn from its own
+    key, so it does not depend on which other examples share the batch or the device, and
+    jit, sharded jit and pmap draw the same masks (the model passes ``example_keys``)."""
     if key is None or rate <= 0.0:
         return None
+    batch = key_batch_shape(key)
+    if tuple(shape[:len(batch)]) != batch:
+        raise ValueError(f"keep_masks: {math.prod(batch)} keys of batch shape {batch} for "
+                         f"masks of shape {tuple(shape)}; the mask shape must start with the "
+                         f"keys' batch shape (one key per example).")
+    n = math.prod(shape[len(batch):])
+
     # Each 32-bit draw decides two elements (its low and high 16 bits, compared with the
     # keep probability rounded to a multiple of 2^-16, i.e. within 8e-6): half the threefry
     # work of one uniform float per element (docs/decisions.md#fpp-zen4-adopted).  Drawn
-    # flat, then reshaped: 1-D counter arithmetic instead of one iota per axis, and element
-    # j depends on draw j // 2 only, so a batch-sharded mask is computed shard by shard.
-    n = math.prod(shape)
-    bits = jax.random.bits(key, (-(-n // 2),), jnp.uint32)
-    halves = jnp.stack([bits & 0xFFFF, bits >> 16], axis=-1).reshape(-1)[:n]
+    # flat, then reshaped: 1-D counter arithmetic instead of one iota per axis; element j of
+    # a key's mask depends on its draw j // 2 only, so a batch-sharded mask is computed
+    # shard by shard.
+    def draw(k):
+        bits = jax.random.bits(k, (-(-n // 2),), jnp.uint32)
+        return jnp.stack([bits & 0xFFFF, bits >> 16], axis=-1).reshape(-1)[:n]
+
+    if batch:
+        halves = jax.vmap(draw)(key.reshape((-1,) + key.shape[len(batch):]))
+    else:
+        halves = draw(key)
     keep = (halves < jnp.uint32(round((1.0 - rate) * 65536))).reshape(shape)
     return checkpoint_name(keep, DROPOUT_MASK)
 
@@ -93,7 +113,7 @@ def _split_mask(keep, sizes):
 
 
 def _fold(key, i):
-    return None if key is None else jax.random.fold_in(key, i)
+    return None if key is None else fold_in_keys(key, i)
 
 
 def _gate(h):
@@ -339,12 +359,14 @@ class ContextNet(nn.Module):
         if self.attention:
             pos_emb = self.param("pos_emb", nn.initializers.normal(0.01),
                                  h.shape[-3:-1] + (self.filters,), jnp.float32)
-        # One draw for the masks of all its blocks (no remat here; small at 32 filters).
+        # One draw for the masks of all its blocks (no remat here; small at 32 filters),
+        # block b's on channels [b * width, (b + 1) * width).
         widths = block_mask_widths(self.filters, "attention" if self.attention else "none")
         masks = keep_masks(key, self.dropout_rate,
-                           (self.blocks,) + h.shape[:-1] + (sum(widths),))
+                           h.shape[:-1] + (self.blocks * sum(widths),))
+        masks = _split_mask(masks, (sum(widths),) * self.blocks)
         for b in range(self.blocks):
-            keep_conv, *keep_attn = _split_mask(None if masks is None else masks[b], widths)
+            keep_conv, *keep_attn = _split_mask(masks[b], widths)
             h = GatedConv(self.filters, 3, self.dropout_rate, self.weight_norm,
                           name=f"conv_{b}")(h, None, keep_conv)
             if self.norm:
