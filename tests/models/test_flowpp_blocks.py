@@ -86,7 +86,8 @@ def test_conv_same_gradients_equal_autodiff_of_the_plain_convolution():
     """``ops.conv_same`` writes its gradients by hand (a fast path for XLA:CPU inside
     ``nn.scan``); they must equal autodiff of ``lax.conv_general_dilated``, for square and
     non-square odd kernels and non-square images, and with more output than input channels
-    and the other way round (the kernel gradient shifts the narrower side)."""
+    and the other way round (the kernel gradient is a convolution when x is the wider side,
+    shifted-window products otherwise: both forms are checked on both sides)."""
     rng = np.random.default_rng(11)
     for (kh, kw), (c_in, c_out) in itertools.product(((3, 3), (1, 3), (5, 3)), ((4, 7), (8, 3))):
         x = jnp.asarray(rng.normal(size=(2, 6, 5, c_in)), jnp.float64)
@@ -105,6 +106,11 @@ def test_conv_same_gradients_equal_autodiff_of_the_plain_convolution():
         want = jax.grad(loss(plain), argnums=(0, 1))(x, kernel)
         for g, w in zip(got, want):
             np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+        _, vjp = jax.vjp(plain, x, kernel)
+        dy = jnp.asarray(rng.normal(size=(2, 6, 5, c_out)), jnp.float64)
+        for form in (ops._kernel_gradient_as_conv, ops._kernel_gradient_as_products):
+            np.testing.assert_allclose(form(x, dy, kh, kw), vjp(dy)[1], rtol=1e-10,
+                                       atol=1e-12, err_msg=form.__name__)
         # The rule batches (vmap over kernels) and jits to the same numbers.
         kernels = jnp.stack([kernel, -0.5 * kernel])
         got_v = jax.jit(jax.vmap(jax.grad(loss(ops.conv_same), argnums=1),
@@ -169,9 +175,12 @@ def test_rematerialised_blocks_do_not_run_their_3x3_convolution_again():
         jaxpr = jax.make_jaxpr(jax.grad(loss, argnums=(0, 1)))(params, x).jaxpr
         return _count_primitive(jaxpr, "conv_general_dilated")
 
-    # proj_in, proj_out and one 3x3 conv per block, each forward and for its input gradient.
-    assert convolutions(remat=False) == 2 * (BLOCKS + 2)
-    assert convolutions(remat=True) == 2 * (BLOCKS + 2)
+    # proj_in, proj_out and one 3x3 conv per block, each forward and for its input gradient,
+    # and the kernel gradients of those with more input than output channels (the blocks'
+    # 2F -> F, proj_out's 8 -> 6), which ops computes as convolutions.
+    expected = 2 * (BLOCKS + 2) + BLOCKS + 1
+    assert convolutions(remat=False) == expected
+    assert convolutions(remat=True) == expected
 
 
 def test_keep_masks_are_the_16_bit_halves_of_one_flat_draw():

@@ -3,9 +3,10 @@
 Each computes the plain function (tests compare them with autodiff of the textbook form);
 what differs is the program XLA gets:
 
-* :func:`conv_same`: a 'SAME' convolution with hand-written gradients (kh*kw matmuls for the
-  kernel, a flipped-kernel convolution for the input); autodiff's kernel gradient ran several
-  times slower inside ``nn.scan`` (docs/decisions.md#fpp-conv-same).
+* :func:`conv_same`: a 'SAME' convolution with hand-written gradients (the kernel's as one
+  plain convolution or kh*kw matmuls, whichever side is wider; the input's a flipped-kernel
+  convolution); autodiff's kernel gradient ran several times slower inside ``nn.scan``
+  (docs/decisions.md#fpp-conv-same, #fpp-kernel-gradient).
 * :func:`conv`: ``conv_same``, or for a 1x1 kernel a product on (positions, channels) rows.
 * :func:`add_position`: ``x + pos_emb`` whose pos_emb gradient is a matrix-vector product.
 
@@ -30,8 +31,8 @@ def conv_nhwc(x, kernel):
 
 @jax.custom_vjp
 def conv_same(x, kernel):
-    """``conv_nhwc`` with hand-written gradients: kh*kw matmuls for the kernel and a plain
-    forward convolution with the flipped kernel for the input.  Same values as autodiff.  Why:
+    """``conv_nhwc`` with hand-written gradients: the kernel's by :func:`_kernel_gradient` and
+    the input's as a plain forward convolution with the flipped kernel.  Same values as autodiff.  Why:
     inside a while loop (``nn.scan`` over blocks) XLA's CPU backend runs the kernel gradient
     that autodiff emits several times slower than outside one (experiments/benchmarks/
     conv_in_scan.py; docs/decisions.md#fpp-conv-same).
@@ -46,31 +47,48 @@ def _conv_same_fwd(x, kernel):
 
 
 def _kernel_gradient(x, dy, kh, kw):
-    """d kernel (kh, kw, I, O) of ``conv_nhwc(x, kernel)``: kh*kw matmuls, each of one side
-    against a shifted window of the other.  A window is a copy, so the side with fewer
-    channels is the one shifted: for the blocks' 3x3 conv (I = 2F in, O = F out) that halves
-    the copying (measured by experiments/benchmarks/flowpp.py;
-    docs/decisions.md#fpp-conv-same-narrow).  Each product contracts the rows of two
-    (positions, channels) matrices: from 4-d operands XLA:CPU transposes both first
-    (docs/decisions.md#fpp-zen4-adopted)."""
+    """d kernel (kh, kw, I, O) of ``conv_nhwc(x, kernel)``: :func:`_kernel_gradient_as_conv`
+    when x is the wider side (I > O: the blocks' 3x3 conv, 2F in, F out), else
+    :func:`_kernel_gradient_as_products`.  On XLA:CPU each form is the faster one on its side
+    of that line, by 10-30% at the official shapes (docs/decisions.md#fpp-kernel-gradient)."""
+    if x.shape[-1] > dy.shape[-1]:
+        return _kernel_gradient_as_conv(x, dy, kh, kw)
+    return _kernel_gradient_as_products(x, dy, kh, kw)
+
+
+def _kernel_gradient_as_conv(x, dy, kh, kw):
+    """The kernel gradient as one plain convolution (the form XLA:CPU's convolution
+    library runs): dy (N, H, W, O) read as O images (O, H, W, N) with the batch as their
+    channels, x (N, H, W, I) as a kernel (H, W, N, I) slid over them with padding k // 2,
+    which gives (O, kh, kw, I), flipped spatially.  (Autodiff's own kernel-gradient
+    convolution, with the feature axes swapped in its dimension numbers, ran ~90x slower
+    inside ``nn.scan``.)"""
+    ph, pw = kh // 2, kw // 2
+    images = jnp.transpose(dy, (3, 1, 2, 0))
+    kernel = jnp.transpose(x, (1, 2, 0, 3))
+    out = jax.lax.conv_general_dilated(images, kernel, (1, 1), ((ph, ph), (pw, pw)),
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                       preferred_element_type=precision.accumulation(x.dtype))
+    # out[o, a, b, i] = sum x[n, h, w, i] dy[n, h + a - ph, w + b - pw, o] = dK[kh-1-a, kw-1-b]
+    return jnp.flip(jnp.transpose(out, (1, 2, 3, 0)), (0, 1))
+
+
+def _kernel_gradient_as_products(x, dy, kh, kw):
+    """The kernel gradient as kh*kw matmuls of shifted windows of x (the narrower side here:
+    a window is a copy; docs/decisions.md#fpp-conv-same-narrow) against dy.  Each product
+    contracts the rows of two (positions, channels) matrices: from 4-d operands XLA:CPU
+    transposes both first (docs/decisions.md#fpp-zen4-adopted)."""
     h, w = x.shape[1], x.shape[2]
     ph, pw = kh // 2, kw // 2
-    pad = ((0, 0), (ph, ph), (pw, pw), (0, 0))
-    shift_x = x.shape[-1] <= dy.shape[-1]
-    padded = jnp.pad(x if shift_x else dy, pad)
+    padded = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+    rows = dy.reshape(-1, dy.shape[-1])
 
-    def operands(i, j):
-        if shift_x:  # dK[i, j] = sum over n, h, w of x[n, h + i - ph, w + j - pw] dy[n, h, w]
-            return padded[:, i:i + h, j:j + w], dy
-        # The same sum over x's positions: x[n, h, w] dy[n, h - i + ph, w - j + pw].
-        return x, padded[:, 2 * ph - i:2 * ph - i + h, 2 * pw - j:2 * pw - j + w]
-
-    def product(a, b):  # on (positions, channels) rows: no transposed copies (XLA:CPU)
-        return jnp.einsum("ri,ro->io", a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1]),
+    def product(i, j):  # dK[i, j] = sum over n, h, w of x[n, h + i - ph, w + j - pw] dy[n, h, w]
+        window = padded[:, i:i + h, j:j + w]
+        return jnp.einsum("ri,ro->io", window.reshape(-1, x.shape[-1]), rows,
                           preferred_element_type=precision.accumulation(x.dtype))
 
-    return jnp.stack([jnp.stack([product(*operands(i, j)) for j in range(kw)])
-                      for i in range(kh)])
+    return jnp.stack([jnp.stack([product(i, j) for j in range(kw)]) for i in range(kh)])
 
 
 def _conv_same_bwd(saved, dy):
