@@ -121,12 +121,18 @@ class Checkpointer:
         return self.manager
 
     # -- saving -----------------------------------------------------------------
+    def due(self, step: int, *, force: bool = False) -> bool:
+        """Whether :meth:`save` would save ``step``: it is due (or ``force``) and not saved
+        yet.  Lets a caller skip preparing a state that would not be saved (a pmap state's
+        conversion waits for the step and copies every leaf)."""
+        return (force or step % self.save_every == 0) and step not in self._manager().all_steps()
+
     def save(self, step: int, state, *, force: bool = False) -> bool:
         """Starts an async save of ``state`` (a pytree of arrays every process can save) if
         ``step`` is due or ``force``; a step already saved is not saved again."""
-        manager = self._manager()
-        if not (force or step % self.save_every == 0) or step in manager.all_steps():
+        if not self.due(step, force=force):
             return False
+        manager = self._manager()
         integrity = {"algorithm": "sha256", "arrays": checksums(state)}
         saved = manager.save(step, args=ocp.args.Composite(
             **{STATE: ocp.args.StandardSave(state), INTEGRITY: ocp.args.JsonSave(integrity)}),

@@ -153,14 +153,16 @@ def _train_loop(run, checkpointer, writer, stop, progress: _Progress, chrono) ->
             with chrono.timed("evaluation"):
                 evaluation.eval_and_write(run, progress.state, step, writer, stop)
                 host_memory.release_free_memory()  # before the next train step
-        with chrono.timed("checkpoints"):
-            checkpointer.save(step, run.parallel.checkpoint_state(progress.state))
+        if checkpointer.due(step):  # only then convert the state (pmap: waits, copies)
+            with chrono.timed("checkpoints"):
+                checkpointer.save(step, run.parallel.checkpoint_state(progress.state))
         if stop.at_step(step):
             return {}  # the caller saves this step and reports
     chrono.pause()
     with chrono.timed("checkpoints"):
-        checkpointer.save(progress.step, run.parallel.checkpoint_state(progress.state),
-                          force=True)
+        if checkpointer.due(progress.step, force=True):
+            checkpointer.save(progress.step, run.parallel.checkpoint_state(progress.state),
+                              force=True)
         checkpointer.wait()  # committed before the final evaluation, which SIGTERM may cut
     progress.phase = "the final evaluation"
     with chrono.timed("evaluation"):
