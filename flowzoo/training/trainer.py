@@ -186,8 +186,9 @@ def _save_on_preemption(run: Run | None, checkpointer: Checkpointer,
         message = (f"Preempted during {progress.phase}: no step ran since {since}, so "
                    f"nothing was saved; rerun the same command to resume.")
     else:
-        checkpointer.save(progress.step, run.parallel.checkpoint_state(progress.state),
-                          force=True)
+        if checkpointer.due(progress.step, force=True):
+            checkpointer.save(progress.step, run.parallel.checkpoint_state(progress.state),
+                              force=True)
         message = (f"Preempted during {progress.phase} at step {progress.step}: checkpoint "
                    f"saved in {checkpointer.directory}; rerun the same command to resume.")
     checkpointer.wait()

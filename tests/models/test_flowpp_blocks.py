@@ -117,6 +117,8 @@ def test_conv_same_gradients_equal_autodiff_of_the_plain_convolution():
                                  in_axes=(None, 0)))(x, kernels)
         want_v = jax.vmap(jax.grad(loss(plain), argnums=1), in_axes=(None, 0))(x, kernels)
         np.testing.assert_allclose(got_v, want_v, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="odd kernel sizes"):
+        ops.conv_same(x, jnp.ones((2, 3, c_in, c_out), x.dtype))
 
 
 @pytest.mark.parametrize("lead", [(), (3,), (2, 3)])

@@ -13,8 +13,9 @@ loss's value is the batch's mean bits/dim; its gradient is that of ``cfg.loss_sc
 Parameters: ``{'main': ..., 'dequant': {'context': ..., 'noise': ...}}`` (``dequant`` is
 absent with uniform dequantization).  Randomness: dequantization noise comes from
 ``example_keys`` (per example, independent of how the batch is sharded), and so do the
-dropout masks: each example's from its own key, so jit, sharded jit and pmap agree.  ``init`` is a pure function of (key, batch): the data-dependent init (with the
-training dropout, as official), or the official checkpoint ``cfg.init_from_official``.
+dropout masks: each example's from its own key, so jit, sharded jit and pmap agree.
+``init`` is a pure function of (key, batch): the data-dependent init (with the training
+dropout, as official), or the official checkpoint ``cfg.init_from_official``.
 """
 
 from __future__ import annotations

@@ -21,8 +21,9 @@ Pieces:
   * :class:`ContextNet`: the dequantizer's context network.
 
 Dropout is explicit: modules take ``dropout_key`` (None: deterministic), one key or one key
-per example (``keep_masks``); every network folds in a static index and every block its
-number, so no two dropout sites share a mask.
+per example (``keep_masks``); every network folds in a static index, and a coupling
+network's blocks their numbers (the context network's blocks take channel slices of one
+draw), so no two dropout sites share a mask.
 """
 
 from __future__ import annotations

@@ -29,20 +29,27 @@ def conv_nhwc(x, kernel):
                                         preferred_element_type=precision.accumulation(x.dtype))
 
 
+def _check_odd(kernel):
+    if kernel.shape[0] % 2 == 0 or kernel.shape[1] % 2 == 0:
+        raise ValueError(f"Flow++ convolutions take odd kernel sizes, got {kernel.shape[:2]}.")
+
+
 @jax.custom_vjp
 def conv_same(x, kernel):
     """``conv_nhwc`` with hand-written gradients: the kernel's by :func:`_kernel_gradient` and
-    the input's as a plain forward convolution with the flipped kernel.  Same values as autodiff.  Why:
-    inside a while loop (``nn.scan`` over blocks) XLA's CPU backend runs the kernel gradient
-    that autodiff emits several times slower than outside one (experiments/benchmarks/
-    conv_in_scan.py; docs/decisions.md#fpp-conv-same).
+    the input's as a plain forward convolution with the flipped kernel.  Same values as
+    autodiff.  Why: inside a while loop (``nn.scan`` over blocks) XLA's CPU backend runs the
+    kernel gradient that autodiff emits several times slower than outside one
+    (experiments/benchmarks/conv_in_scan.py; docs/decisions.md#fpp-conv-same).
     Being a ``custom_vjp``, it supports reverse mode only: use ``jax.jacrev``, not
     ``jax.jacfwd``, for Jacobians through a Flow++ conditioner.  Odd kernel sizes only (the
-    backward pass pads k // 2 on each side; :func:`conv` checks)."""
+    backward pass pads k // 2 on each side; even ones are refused)."""
+    _check_odd(kernel)
     return conv_nhwc(x, kernel)
 
 
 def _conv_same_fwd(x, kernel):
+    _check_odd(kernel)
     return conv_nhwc(x, kernel), (x, kernel)
 
 
@@ -74,21 +81,29 @@ def _kernel_gradient_as_conv(x, dy, kh, kw):
 
 
 def _kernel_gradient_as_products(x, dy, kh, kw):
-    """The kernel gradient as kh*kw matmuls of shifted windows of x (the narrower side here:
-    a window is a copy; docs/decisions.md#fpp-conv-same-narrow) against dy.  Each product
-    contracts the rows of two (positions, channels) matrices: from 4-d operands XLA:CPU
-    transposes both first (docs/decisions.md#fpp-zen4-adopted)."""
+    """The kernel gradient as kh*kw matmuls, each of one side against a shifted window of
+    the other.  A window is a copy, so the side with fewer channels is the one shifted
+    (docs/decisions.md#fpp-conv-same-narrow).  Each product contracts the rows of two
+    (positions, channels) matrices: from 4-d operands XLA:CPU transposes both first
+    (docs/decisions.md#fpp-zen4-adopted)."""
     h, w = x.shape[1], x.shape[2]
     ph, pw = kh // 2, kw // 2
-    padded = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
-    rows = dy.reshape(-1, dy.shape[-1])
+    pad = ((0, 0), (ph, ph), (pw, pw), (0, 0))
+    shift_x = x.shape[-1] <= dy.shape[-1]
+    padded = jnp.pad(x if shift_x else dy, pad)
 
-    def product(i, j):  # dK[i, j] = sum over n, h, w of x[n, h + i - ph, w + j - pw] dy[n, h, w]
-        window = padded[:, i:i + h, j:j + w]
-        return jnp.einsum("ri,ro->io", window.reshape(-1, x.shape[-1]), rows,
+    def operands(i, j):
+        if shift_x:  # dK[i, j] = sum over n, h, w of x[n, h + i - ph, w + j - pw] dy[n, h, w]
+            return padded[:, i:i + h, j:j + w], dy
+        # The same sum over x's positions: x[n, h, w] dy[n, h - i + ph, w - j + pw].
+        return x, padded[:, 2 * ph - i:2 * ph - i + h, 2 * pw - j:2 * pw - j + w]
+
+    def product(a, b):  # on (positions, channels) rows: no transposed copies (XLA:CPU)
+        return jnp.einsum("ri,ro->io", a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1]),
                           preferred_element_type=precision.accumulation(x.dtype))
 
-    return jnp.stack([jnp.stack([product(i, j) for j in range(kw)]) for i in range(kh)])
+    return jnp.stack([jnp.stack([product(*operands(i, j)) for j in range(kw)])
+                      for i in range(kh)])
 
 
 def _conv_same_bwd(saved, dy):
@@ -115,8 +130,7 @@ def conv(x, kernel):
         y = jnp.einsum("nc,cd->nd", x.reshape(-1, x.shape[-1]), kernel[0, 0],
                        preferred_element_type=precision.accumulation(x.dtype))
         return y.reshape(x.shape[:-1] + y.shape[-1:])
-    if kernel.shape[0] % 2 == 0 or kernel.shape[1] % 2 == 0:
-        raise ValueError(f"Flow++ convolutions take odd kernel sizes, got {kernel.shape[:2]}.")
+    _check_odd(kernel)
     lead = x.shape[:-3]
     y = conv_same(x.reshape((-1,) + x.shape[-3:]), kernel)
     return y.reshape(lead + y.shape[-3:])
