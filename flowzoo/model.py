@@ -53,11 +53,16 @@ def key_batch_shape(key) -> tuple[int, ...]:
     return tuple(key.shape[:-1])
 
 
-def fold_in_keys(key, data):
-    """``jax.random.fold_in`` of one key, or of every key of an array of keys (such as
-    ``example_keys``' one per example): the result has the batch shape of ``key``."""
+def map_keys(fn, key):
+    """``fn(key)`` for one key; for an array of keys (such as ``example_keys``' one per
+    example) ``fn`` of each, the results stacked with the keys' batch shape in front."""
     batch = key_batch_shape(key)
     if not batch:
-        return jax.random.fold_in(key, data)
-    flat = key.reshape((-1,) + key.shape[len(batch):])
-    return jax.vmap(lambda k: jax.random.fold_in(k, data))(flat).reshape(key.shape)
+        return fn(key)
+    out = jax.vmap(fn)(key.reshape((-1,) + key.shape[len(batch):]))
+    return out.reshape(batch + out.shape[1:])
+
+
+def fold_in_keys(key, data):
+    """``jax.random.fold_in`` of one key, or of every key of an array of keys."""
+    return map_keys(lambda k: jax.random.fold_in(k, data), key)

@@ -153,16 +153,13 @@ def _train_loop(run, checkpointer, writer, stop, progress: _Progress, chrono) ->
             with chrono.timed("evaluation"):
                 evaluation.eval_and_write(run, progress.state, step, writer, stop)
                 host_memory.release_free_memory()  # before the next train step
-        if checkpointer.due(step):  # only then convert the state (pmap: waits, copies)
-            with chrono.timed("checkpoints"):
-                checkpointer.save(step, run.parallel.checkpoint_state(progress.state))
+        with chrono.timed("checkpoints"):
+            _save(run, checkpointer, progress.state, step)
         if stop.at_step(step):
             return {}  # the caller saves this step and reports
     chrono.pause()
     with chrono.timed("checkpoints"):
-        if checkpointer.due(progress.step, force=True):
-            checkpointer.save(progress.step, run.parallel.checkpoint_state(progress.state),
-                              force=True)
+        _save(run, checkpointer, progress.state, progress.step, force=True)
         checkpointer.wait()  # committed before the final evaluation, which SIGTERM may cut
     progress.phase = "the final evaluation"
     with chrono.timed("evaluation"):
@@ -177,6 +174,13 @@ def _train_loop(run, checkpointer, writer, stop, progress: _Progress, chrono) ->
     return summary
 
 
+def _save(run, checkpointer: Checkpointer, state, step: int, *, force: bool = False):
+    """Saves ``step`` if it is due (or ``force``) and not saved yet.  The state is converted
+    for Orbax only then: for pmap that waits for the step and copies every leaf."""
+    if checkpointer.due(step, force=force):
+        checkpointer.save(step, run.parallel.checkpoint_state(state), force=force)
+
+
 def _save_on_preemption(run: Run | None, checkpointer: Checkpointer,
                         progress: _Progress) -> dict:
     """After SIGTERM or a preemption notice: save the steps not yet saved, commit every
@@ -186,9 +190,7 @@ def _save_on_preemption(run: Run | None, checkpointer: Checkpointer,
         message = (f"Preempted during {progress.phase}: no step ran since {since}, so "
                    f"nothing was saved; rerun the same command to resume.")
     else:
-        if checkpointer.due(progress.step, force=True):
-            checkpointer.save(progress.step, run.parallel.checkpoint_state(progress.state),
-                              force=True)
+        _save(run, checkpointer, progress.state, progress.step, force=True)
         message = (f"Preempted during {progress.phase} at step {progress.step}: checkpoint "
                    f"saved in {checkpointer.directory}; rerun the same command to resume.")
     checkpointer.wait()

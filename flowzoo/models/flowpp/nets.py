@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
-from flowzoo.model import fold_in_keys, key_batch_shape
+from flowzoo.model import fold_in_keys, key_batch_shape, map_keys
 from flowzoo.models import precision
 from flowzoo.models.flowpp import ops
 from flowzoo.models.flowpp.attention import ATTENTION_OUTPUT, self_attention
@@ -92,11 +92,7 @@ def keep_masks(key, rate, shape):
         bits = jax.random.bits(k, (-(-n // 2),), jnp.uint32)
         return jnp.stack([bits & 0xFFFF, bits >> 16], axis=-1).reshape(-1)[:n]
 
-    if batch:
-        halves = jax.vmap(draw)(key.reshape((-1,) + key.shape[len(batch):]))
-    else:
-        halves = draw(key)
-    keep = (halves < jnp.uint32(round((1.0 - rate) * 65536))).reshape(shape)
+    keep = (map_keys(draw, key) < jnp.uint32(round((1.0 - rate) * 65536))).reshape(shape)
     return checkpoint_name(keep, DROPOUT_MASK)
 
 

@@ -130,7 +130,6 @@ def conv(x, kernel):
         y = jnp.einsum("nc,cd->nd", x.reshape(-1, x.shape[-1]), kernel[0, 0],
                        preferred_element_type=precision.accumulation(x.dtype))
         return y.reshape(x.shape[:-1] + y.shape[-1:])
-    _check_odd(kernel)
     lead = x.shape[:-3]
     y = conv_same(x.reshape((-1,) + x.shape[-3:]), kernel)
     return y.reshape(lead + y.shape[-3:])
