@@ -14,6 +14,14 @@ moved by the observed KL) set ``init_model_state() -> pytree``; the trainer then
 ``loss(params, batch, key, model_state) -> (loss, metrics, new_model_state)``, keeps the
 state in the checkpointed ``TrainState.model_state`` and passes no gradient through it.
 
+A loss that is not a mean of per-example terms (VLAE's free bits floor the batch-mean KL)
+sets ``loss_takes_axis_name``: the trainer then also passes ``axis_name=`` (the ``pmap``
+device axis, None in the other modes) and the loss takes every batch mean it transforms
+with :func:`batch_mean`, so a ``pmap`` device floors the global batch's mean, not its
+slice's.  Under ``pmap`` each device differentiates its own copy of the loss; the
+``pmean`` inside it transposes to a ``pmean`` of the cotangents, so the trainer's average
+of the devices' gradients is the gradient of the global loss.
+
 ``key`` is the step's key, identical on every device and process.  Per-example
 randomness (dequantization noise, posterior samples) should come from
 :func:`example_keys`, which folds in each example's global index: then the
@@ -26,6 +34,7 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 
 class Model(NamedTuple):
@@ -37,11 +46,19 @@ class Model(NamedTuple):
     eval_metric: str = "bits_per_dim"  # the headline key in ``evaluate``'s output
     reconstruct: Callable[..., Any] | None = None  # set by autoencoders: a PNG at each eval
     init_model_state: Callable[[], Any] | None = None  # set by objectives with state
+    loss_takes_axis_name: bool = False  # set by losses that transform a batch mean
 
 
 def example_keys(key, index):
     """One key per example: fold the global example index into the step key."""
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
+
+
+def batch_mean(x, axis_name=None):
+    """The mean over axis 0 (the batch) of ``x`` (B, ...); with ``axis_name`` (inside
+    ``pmap``) over every device's slice too, each the same size: the global batch's mean."""
+    mean = jnp.mean(x, axis=0)
+    return mean if axis_name is None else jax.lax.pmean(mean, axis_name)
 
 
 def key_batch_shape(key) -> tuple[int, ...]:

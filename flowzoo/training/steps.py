@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.struct
@@ -59,13 +60,15 @@ def train_step(state: TrainState, batch, *, model, tx, ema_decay, max_nonfinite_
     ``max_nonfinite_in_a_row`` skips in a row were first reached.  The decision is made
     here, on the device; the host reads the counters when it logs."""
     key = step_key(state)
+    model_loss = (functools.partial(model.loss, axis_name=axis_name)
+                  if model.loss_takes_axis_name else model.loss)
     if model.init_model_state is None:
-        (loss, metrics), grads = jax.value_and_grad(model.loss, has_aux=True)(
+        (loss, metrics), grads = jax.value_and_grad(model_loss, has_aux=True)(
             state.params, batch, key)
         model_state = state.model_state
     else:
         def objective(params):
-            loss, metrics, new_state = model.loss(params, batch, key, state.model_state)
+            loss, metrics, new_state = model_loss(params, batch, key, state.model_state)
             return loss, (metrics, jax.lax.stop_gradient(new_state))
 
         (loss, (metrics, model_state)), grads = jax.value_and_grad(objective, has_aux=True)(

@@ -8,6 +8,7 @@ The real-data tests need ``$FLOWZOO_DATA_DIR/binarized_mnist`` and skip otherwis
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import json
@@ -17,13 +18,16 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 
 from flowzoo import data, experiment
 from flowzoo.configs import vlae as presets_vlae
 from flowzoo.models import vlae
 from flowzoo.models.vlae import likelihood_binary as pixelcnn, prior_made
+from flowzoo.models.vlae.core import build_model
 from flowzoo.models.vlae.flows import flow_steps
+from flowzoo.training import steps
 
 CONFIGS = ("vlae_static_mnist", "vlae_dynamic_mnist", "vlae_caltech", "vlae_omniglot")
 METRICS = ("nll_iw_nats", "nll_iw_bits_per_dim", "neg_elbo_nats", "neg_elbo_bits_per_dim",
@@ -333,6 +337,72 @@ def test_per_group_free_bits_loss_on_separately_computed_element_kls(prior, post
     loss_total, _ = jax.jit(total.loss)(params, batch, key)
     np.testing.assert_allclose(loss_total, jnp.mean(recon) + jnp.maximum(
         7.84, jnp.mean(jnp.sum(kl, -1))), rtol=1e-5)
+
+
+def _devices_train_step(model, state, batch, devices):
+    """The trainer's step under pmap: ``batch`` split in order over ``devices``, the
+    state replicated; device 0's copy of the new state and metrics."""
+    step = functools.partial(steps.train_step, model=model, tx=optax.sgd(0.05), ema_decay=0.9,
+                             max_nonfinite_in_a_row=10, axis_name="d")
+    split = jax.tree.map(lambda v: v.reshape((devices, -1) + v.shape[1:]), batch)
+    copies = jax.tree.map(lambda v: jnp.stack([v] * devices), state)
+    out = jax.pmap(step, axis_name="d", devices=jax.devices()[:devices])(copies, split)
+    return jax.tree.map(lambda v: v[0], out)
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_pmap_devices_floor_the_global_batch_mean_kl(soft):
+    """Free bits floor (hard, per group) or steer the KL weight by (soft) the batch-mean KL.
+    Under pmap each device sees a quarter of the batch; sorted by KL, the devices' slices
+    straddle the floor, yet the step (loss, gradient norm, new parameters, new KL weight)
+    equals the whole batch's under jit.  A loss that floored each device's own mean (the
+    model without ``loss_takes_axis_name``) gives another step: the test can fail."""
+    cfg = _tiny(latent=64, posterior="diag", free_bits=0.01, free_bits_grouping="per_group")
+    shape = (28, 28, 1)
+    parts, obj = vlae.make_parts(cfg, shape, 2), vlae.objective(cfg)
+    batch = _real_batch(16, offset=700)
+    params = _perturb(jax.jit(build_model(parts, obj, shape).init)(
+        jax.random.PRNGKey(21), batch), jax.random.PRNGKey(22), 0.05)
+    rng = jax.random.PRNGKey(23)
+    key = steps.step_key(steps.create_state(params, optax.sgd(0.05), rng))
+    _, kl = jax.jit(lambda p: vlae.elbo_terms(parts, p, batch, key))(params)
+    batch = jax.tree.map(lambda v: v[jnp.argsort(kl)], batch)  # device 0: the lowest KLs
+    device_means = jnp.mean(jnp.sort(kl).reshape(4, 4), axis=1)
+    if soft:  # lambda where the global mean moves gamma up and device 0's would move it down
+        target = float(jnp.mean(kl)) / 1.1
+        assert float(device_means[0]) < target
+        obj = dataclasses.replace(obj, free_bits=target / 784, soft_free_bits=True)
+    model = build_model(parts, obj, shape)
+    assert model.loss_takes_axis_name
+    model_state = {"kl_weight": jnp.float32(0.5)} if soft else None
+    state = steps.create_state(params, optax.sgd(0.05), rng, model_state)
+    whole = jax.jit(functools.partial(
+        steps.train_step, model=model, tx=optax.sgd(0.05), ema_decay=0.9,
+        max_nonfinite_in_a_row=10))(state, batch)
+    if not soft:  # some elements' batch means on either side of the floor (0.1225 nats)
+        _, elements = jax.jit(lambda p: vlae.kl_per_element(parts, p, batch, key))(params)
+        means = jnp.mean(elements, 0)
+        assert 0 < int(jnp.sum(means < 0.1225)) < 64
+    updates = jax.tree.map(lambda a, b: a - b, whole[0].params, params)
+
+    def assert_same(got, same=True):
+        new, metrics = got
+        close = [np.allclose(metrics[k], whole[1][k], rtol=2e-5)
+                 for k in ("loss", "grad_norm", "kl_nats", "recon_nats")]
+        if soft:
+            close.append(np.allclose(new.model_state["kl_weight"],
+                                     whole[0].model_state["kl_weight"], rtol=1e-6))
+        errs = [float(jnp.linalg.norm((b - p) - u) / (jnp.linalg.norm(u) + 1e-12))
+                for u, b, p in zip(jax.tree.leaves(updates), jax.tree.leaves(new.params),
+                                   jax.tree.leaves(params))]
+        ok = all(close) and max(errs) < 1e-4
+        assert ok == same, (close, max(errs))
+
+    if soft:
+        np.testing.assert_allclose(whole[0].model_state["kl_weight"], 0.55, rtol=1e-6)
+    assert_same(_devices_train_step(model, state, batch, 4))
+    per_slice = model._replace(loss_takes_axis_name=False)
+    assert_same(_devices_train_step(per_slice, state, batch, 4), same=False)
 
 
 def test_per_group_free_bits_settings_fail_naming_the_fix():

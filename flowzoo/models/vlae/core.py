@@ -55,7 +55,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from flowzoo.model import Model, example_keys
+from flowzoo.model import Model, batch_mean, example_keys
 from flowzoo.models.vlae.flows import log_prob_per_element
 
 FREE_BITS_GROUPINGS = ("total", "per_group")
@@ -148,16 +148,18 @@ def kl_per_element(parts: VLAEParts, params, batch, key):
     return _recon(parts, params, images, z), kl.reshape(kl.shape[0], -1)
 
 
-def free_bits_total(kl, target):
-    """max(lambda, mean_B(kl)): one floor on the batch-mean total KL; ``kl`` (B,) nats."""
-    return jnp.maximum(target, jnp.mean(kl))
+def free_bits_total(kl, target, axis_name=None):
+    """max(lambda, mean_B(kl)): one floor on the batch-mean total KL; ``kl`` (B,) nats.
+    ``axis_name``: the ``pmap`` device axis, whose slices make up the batch."""
+    return jnp.maximum(target, batch_mean(kl, axis_name))
 
 
-def free_bits_per_group(kl, target, group_size: int):
+def free_bits_per_group(kl, target, group_size: int, axis_name=None):
     """sum_g max(lambda * G / L, mean_B(kl_g)), ``kl`` (B, L) per-element nats grouped in
-    runs of ``group_size`` consecutive elements; the floor is on each group's batch mean."""
+    runs of ``group_size`` consecutive elements; the floor is on each group's batch mean
+    (over the ``pmap`` device axis ``axis_name`` too, when given)."""
     b, num = kl.shape
-    groups = jnp.mean(jnp.sum(kl.reshape(b, num // group_size, group_size), -1), axis=0)
+    groups = batch_mean(jnp.sum(kl.reshape(b, num // group_size, group_size), -1), axis_name)
     return jnp.sum(jnp.maximum(target * group_size / num, groups))
 
 
@@ -253,21 +255,26 @@ def _named(num_dims, recon, kl):
 
 
 def loss(parts: VLAEParts, obj: Objective, num_dims: int, params, batch, key,
-         model_state=None):
-    """Hard free bits: (loss nats, metrics).  Soft: (loss bits/dim, metrics, new state)."""
+         model_state=None, axis_name=None):
+    """Hard free bits: (loss nats, metrics).  Soft: (loss bits/dim, metrics, new state).
+
+    Every batch mean is the global batch's: with ``axis_name`` (the trainer's ``pmap``
+    device axis) the floors and the KL weight's rule see all devices' examples, as in the
+    other parallel modes (``flowzoo.model.batch_mean``)."""
     target = obj.free_bits * num_dims
     if obj.free_bits_grouping == "per_group":
         recon, kl_elements = kl_per_element(parts, params, batch, key)
         kl = jnp.sum(kl_elements, -1)
     else:
         recon, kl = elbo_terms(parts, params, batch, key)
-    recon_mean, kl_mean = jnp.mean(recon), jnp.mean(kl)
+    recon_mean, kl_mean = batch_mean(recon, axis_name), batch_mean(kl, axis_name)
     metrics = _named(num_dims, recon_mean, kl_mean)
     if not obj.soft_free_bits:
         if obj.free_bits_grouping == "per_group":
-            kl_term = free_bits_per_group(kl_elements, target, obj.free_bits_group_size)
+            kl_term = free_bits_per_group(kl_elements, target, obj.free_bits_group_size,
+                                          axis_name)
         else:
-            kl_term = free_bits_total(kl, target)
+            kl_term = free_bits_total(kl, target, axis_name)
         return recon_mean + kl_term, metrics
     gamma = jax.lax.stop_gradient(model_state["kl_weight"])
     total = (recon_mean + gamma.astype(kl_mean.dtype) * kl_mean) * _per_dim(num_dims)
@@ -313,11 +320,11 @@ def build_model(parts: VLAEParts, obj: Objective, image_shape) -> Model:
     num_dims = math.prod(image_shape)
     unit = obj.loss_unit
     if obj.soft_free_bits:
-        def loss_fn(params, batch, key, model_state):
-            return loss(parts, obj, num_dims, params, batch, key, model_state)
+        def loss_fn(params, batch, key, model_state, axis_name=None):
+            return loss(parts, obj, num_dims, params, batch, key, model_state, axis_name)
     else:
-        def loss_fn(params, batch, key):
-            return loss(parts, obj, num_dims, params, batch, key)
+        def loss_fn(params, batch, key, axis_name=None):
+            return loss(parts, obj, num_dims, params, batch, key, axis_name=axis_name)
     return Model(
         init=lambda key, batch: init(parts, key, batch),
         loss=loss_fn,
@@ -326,4 +333,5 @@ def build_model(parts: VLAEParts, obj: Objective, image_shape) -> Model:
         loss_unit=unit,
         eval_metric="nll_iw_bits_per_dim" if unit == "bits/dim" else "nll_iw_nats",
         reconstruct=lambda params, batch, key: reconstruct(parts, obj, params, batch, key),
-        init_model_state=init_model_state if obj.soft_free_bits else None)
+        init_model_state=init_model_state if obj.soft_free_bits else None,
+        loss_takes_axis_name=True)
