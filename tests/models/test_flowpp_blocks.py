@@ -155,6 +155,34 @@ def test_add_position_keeps_dtypes_and_sums_bfloat16_gradients_in_float32():
     np.testing.assert_array_equal(g_pos, np.full((2, 2, 3), 95.5))
 
 
+@pytest.mark.parametrize("dtype, tol", [(jnp.float64, 1e-13), (jnp.float32, 1e-6)])
+def test_concat_elu_and_its_gradient_equal_the_textbook_elu_of_x_and_minus_x(dtype, tol):
+    """Values bit for bit; gradients (the hand-written one exp per element) to rounding,
+    exact zeros included, where both ELU halves have slope 1."""
+    rng = np.random.default_rng(14)
+    x = rng.normal(size=(3, 4, 5, 6)) * 3
+    x.reshape(-1)[::17] = 0.0
+    x = jnp.asarray(x, dtype)
+    weights = jnp.asarray(rng.normal(size=x.shape[:-1] + (12,)), dtype)
+
+    def textbook(v):
+        return jax.nn.elu(jnp.concatenate([v, -v], axis=-1))
+
+    def loss(f):
+        return lambda v: jnp.sum(jnp.sin(f(v)) * weights)
+
+    got = jax.jit(ops.concat_elu)(x)
+    assert got.dtype == dtype and got.shape == (3, 4, 5, 12)
+    np.testing.assert_array_equal(got, textbook(x))
+    g = jax.jit(jax.grad(loss(ops.concat_elu)))(x)
+    np.testing.assert_allclose(g, jax.grad(loss(textbook))(x), rtol=tol, atol=tol)
+    # At exact zeros the gradient is the two halves' cotangents with slope 1 each.
+    zero = np.asarray(x) == 0
+    cot = np.asarray(jnp.cos(textbook(x)) * weights)
+    np.testing.assert_allclose(np.asarray(g)[zero], (cot[..., :6] - cot[..., 6:])[zero],
+                               rtol=tol, atol=tol)
+
+
 def _count_primitive(jaxpr, name):
     """Occurrences of primitive ``name`` in ``jaxpr`` and in every jaxpr nested in it."""
     return sum((eqn.primitive.name == name)

@@ -41,14 +41,11 @@ from jax.ad_checkpoint import checkpoint_name
 from flowzoo.model import fold_in_keys, key_batch_shape, map_keys
 from flowzoo.models import precision
 from flowzoo.models.flowpp import ops
+from flowzoo.models.flowpp.ops import concat_elu
 from flowzoo.models.flowpp.attention import ATTENTION_OUTPUT, self_attention
 
 _INIT_STD = 0.05
 _INIT_EPS = 1e-8  # the official conv2d / dense data-dependent init: rsqrt(var + 1e-8)
-
-
-def concat_elu(x):
-    return jax.nn.elu(jnp.concatenate([x, -x], axis=-1))
 
 
 DROPOUT_MASK = "flowpp_dropout_mask"
