@@ -19,8 +19,11 @@ sets ``loss_takes_axis_name``: the trainer then also passes ``axis_name=`` (the 
 device axis, None in the other modes) and the loss takes every batch mean it transforms
 with :func:`batch_mean`, so a ``pmap`` device floors the global batch's mean, not its
 slice's.  Under ``pmap`` each device differentiates its own copy of the loss; the
-``pmean`` inside it transposes to a ``pmean`` of the cotangents, so the trainer's average
-of the devices' gradients is the gradient of the global loss.
+``pmean`` inside it transposes to a ``pmean`` of the cotangents (pmap's collectives are
+unchecked for replication: ``shard_map(check_vma=False)`` semantics), so the trainer's
+average of the devices' gradients is the gradient of the global loss (tested in
+tests/models/test_vlae.py).  A ``shard_map`` with ``check_vma=True`` would instead
+transpose the ``pmean`` to a copy: a port must re-check the scale.
 
 ``key`` is the step's key, identical on every device and process.  Per-example
 randomness (dequantization noise, posterior samples) should come from

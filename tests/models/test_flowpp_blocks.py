@@ -155,10 +155,11 @@ def test_add_position_keeps_dtypes_and_sums_bfloat16_gradients_in_float32():
     np.testing.assert_array_equal(g_pos, np.full((2, 2, 3), 95.5))
 
 
-@pytest.mark.parametrize("dtype, tol", [(jnp.float64, 1e-13), (jnp.float32, 1e-6)])
+@pytest.mark.parametrize("dtype, tol", [(jnp.float64, 1e-13), (jnp.float32, 1e-6),
+                                        (jnp.bfloat16, 1e-2)])
 def test_concat_elu_and_its_gradient_equal_the_textbook_elu_of_x_and_minus_x(dtype, tol):
-    """Values bit for bit; gradients (the hand-written one exp per element) to rounding,
-    exact zeros included, where both ELU halves have slope 1."""
+    """Values equal; gradients (read from the output) to rounding, in x's dtype, exact zeros
+    included, where both ELU halves have slope 1; NaN and infinities as the textbook's."""
     rng = np.random.default_rng(14)
     x = rng.normal(size=(3, 4, 5, 6)) * 3
     x.reshape(-1)[::17] = 0.0
@@ -169,18 +170,26 @@ def test_concat_elu_and_its_gradient_equal_the_textbook_elu_of_x_and_minus_x(dty
         return jax.nn.elu(jnp.concatenate([v, -v], axis=-1))
 
     def loss(f):
-        return lambda v: jnp.sum(jnp.sin(f(v)) * weights)
+        return lambda v: jnp.sum((jnp.sin(f(v)) * weights).astype(jnp.float32))
 
     got = jax.jit(ops.concat_elu)(x)
     assert got.dtype == dtype and got.shape == (3, 4, 5, 12)
     np.testing.assert_array_equal(got, textbook(x))
     g = jax.jit(jax.grad(loss(ops.concat_elu)))(x)
-    np.testing.assert_allclose(g, jax.grad(loss(textbook))(x), rtol=tol, atol=tol)
+    want = jax.grad(loss(textbook))(x)
+    assert g.dtype == dtype
+    np.testing.assert_allclose(np.asarray(g, np.float64), np.asarray(want, np.float64),
+                               rtol=tol, atol=tol)
     # At exact zeros the gradient is the two halves' cotangents with slope 1 each.
     zero = np.asarray(x) == 0
-    cot = np.asarray(jnp.cos(textbook(x)) * weights)
-    np.testing.assert_allclose(np.asarray(g)[zero], (cot[..., :6] - cot[..., 6:])[zero],
-                               rtol=tol, atol=tol)
+    cot = np.asarray(jnp.cos(textbook(x)) * weights, np.float64)
+    np.testing.assert_allclose(np.asarray(g, np.float64)[zero],
+                               (cot[..., :6] - cot[..., 6:])[zero], rtol=tol, atol=tol)
+    special = jnp.asarray([np.nan, np.inf, -np.inf, 1.5], dtype)
+    np.testing.assert_array_equal(ops.concat_elu(special), textbook(special))
+    cotangent = jnp.asarray([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], dtype)
+    np.testing.assert_array_equal(jax.vjp(ops.concat_elu, special)[1](cotangent),
+                                  jax.vjp(textbook, special)[1](cotangent))
 
 
 def _count_primitive(jaxpr, name):

@@ -350,13 +350,14 @@ def _devices_train_step(model, state, batch, devices):
     return jax.tree.map(lambda v: v[0], out)
 
 
-@pytest.mark.parametrize("soft", [False, True])
-def test_pmap_devices_floor_the_global_batch_mean_kl(soft):
-    """Free bits floor (hard, per group) or steer the KL weight by (soft) the batch-mean KL.
-    Under pmap each device sees a quarter of the batch; sorted by KL, the devices' slices
-    straddle the floor, yet the step (loss, gradient norm, new parameters, new KL weight)
-    equals the whole batch's under jit.  A loss that floored each device's own mean (the
-    model without ``loss_takes_axis_name``) gives another step: the test can fail."""
+@pytest.mark.parametrize("objective", ["per_group", "total", "soft"])
+def test_pmap_devices_floor_the_global_batch_mean_kl(objective):
+    """Free bits floor (hard, per group or total) or steer the KL weight by (soft) the
+    batch-mean KL.  Under pmap each device sees a quarter of the batch; sorted by KL, the
+    devices' slices straddle the floor, yet the step (loss, gradient norm, new parameters,
+    new KL weight) equals the whole batch's under jit.  A loss that floored each device's
+    own mean (the model without ``loss_takes_axis_name``) gives another step: the test can
+    fail."""
     cfg = _tiny(latent=64, posterior="diag", free_bits=0.01, free_bits_grouping="per_group")
     shape = (28, 28, 1)
     parts, obj = vlae.make_parts(cfg, shape, 2), vlae.objective(cfg)
@@ -368,10 +369,14 @@ def test_pmap_devices_floor_the_global_batch_mean_kl(soft):
     _, kl = jax.jit(lambda p: vlae.elbo_terms(parts, p, batch, key))(params)
     batch = jax.tree.map(lambda v: v[jnp.argsort(kl)], batch)  # device 0: the lowest KLs
     device_means = jnp.mean(jnp.sort(kl).reshape(4, 4), axis=1)
+    soft = objective == "soft"
     if soft:  # lambda where the global mean moves gamma up and device 0's would move it down
         target = float(jnp.mean(kl)) / 1.1
         assert float(device_means[0]) < target
         obj = dataclasses.replace(obj, free_bits=target / 784, soft_free_bits=True)
+    elif objective == "total":  # lambda above device 0's mean KL, below the global mean
+        target = (float(device_means[0]) + float(jnp.mean(kl))) / 2
+        obj = dataclasses.replace(obj, free_bits=target / 784, free_bits_grouping="total")
     model = build_model(parts, obj, shape)
     assert model.loss_takes_axis_name
     model_state = {"kl_weight": jnp.float32(0.5)} if soft else None
@@ -379,7 +384,7 @@ def test_pmap_devices_floor_the_global_batch_mean_kl(soft):
     whole = jax.jit(functools.partial(
         steps.train_step, model=model, tx=optax.sgd(0.05), ema_decay=0.9,
         max_nonfinite_in_a_row=10))(state, batch)
-    if not soft:  # some elements' batch means on either side of the floor (0.1225 nats)
+    if objective == "per_group":  # element batch means either side of the floor (0.1225)
         _, elements = jax.jit(lambda p: vlae.kl_per_element(parts, p, batch, key))(params)
         means = jnp.mean(elements, 0)
         assert 0 < int(jnp.sum(means < 0.1225)) < 64

@@ -9,7 +9,7 @@ what differs is the program XLA gets:
   (docs/decisions.md#fpp-conv-same, #fpp-kernel-gradient).
 * :func:`conv`: ``conv_same``, or for a 1x1 kernel a product on (positions, channels) rows.
 * :func:`add_position`: ``x + pos_emb`` whose pos_emb gradient is a matrix-vector product.
-* :func:`concat_elu`: ``elu([x, -x])`` with one transcendental per element each way.
+* :func:`concat_elu`: ``elu([x, -x])`` with one expm1 per element and a gradient from its output.
 
 Figures: docs/decisions.md#fpp-zen4-adopted.
 """
@@ -164,22 +164,27 @@ add_position.defvjp(_add_position_fwd, _add_position_bwd)
 def concat_elu(x):
     """``jax.nn.elu(concatenate([x, -x], -1))``: (..., C) -> (..., 2C) in x's dtype, the
     conditioners' nonlinearity.  Of x and -x one is positive (its ELU itself) and the other's
-    ELU is ``expm1(-|x|)``, so one expm1 per element serves both halves, and the gradient
-    one exp; autodiff of the textbook form takes two of each, the ELU's cost halved in a
-    train step (docs/decisions.md#fpp-concat-elu).  Reverse mode only, like
-    :func:`conv_same` in the same networks."""
+    ELU is ``expm1(-|x|)``, so one expm1 per element serves both halves, where autodiff of
+    the textbook form takes one per half, forward and again in a rematerialised block's
+    backward pass.  The gradient reads the output: elu'(t) = 1 + elu(t) for t <= 0, and
+    the non-positive half of the output is min(y+, y-) (docs/decisions.md#fpp-concat-elu).
+    Equal values (the sign of a zero aside).  Reverse mode only, like :func:`conv_same` in
+    the same networks."""
     e = jnp.expm1(-jnp.abs(x))
     return jnp.concatenate([jnp.where(x > 0, x, e), jnp.where(x < 0, -x, e)], axis=-1)
 
 
 def _concat_elu_fwd(x):
-    return concat_elu(x), x
+    y = concat_elu(x)
+    return y, y
 
 
-def _concat_elu_bwd(x, g):
+def _concat_elu_bwd(y, g):
+    y_pos, y_neg = jnp.split(y, 2, axis=-1)  # y_pos > 0 where x > 0, y_neg > 0 where x < 0
     g_pos, g_neg = jnp.split(g, 2, axis=-1)
-    slope = jnp.exp(-jnp.abs(x))  # elu'(t) = exp(t) for t <= 0, t = x or -x
-    return (jnp.where(x > 0, g_pos, g_pos * slope) - jnp.where(x < 0, g_neg, g_neg * slope),)
+    slope = 1 + jnp.minimum(y_pos, y_neg)  # exp(-|x|), as autodiff of expm1 computes it
+    return (jnp.where(y_pos > 0, g_pos, g_pos * slope)
+            - jnp.where(y_neg > 0, g_neg, g_neg * slope),)
 
 
 concat_elu.defvjp(_concat_elu_fwd, _concat_elu_bwd)
