@@ -24,7 +24,7 @@ def test_prints_a_rate_for_every_product_and_dtype(capsys):
                     "--matmul_size=16", "--repeats=2"])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     products = {"matmul", "pointwise", "row_product_narrow_first", "row_product_wide_first",
-                "conv3x3", "conv3x3_shifted"}
+                "conv3x3", "conv3x3_shifted", "conv_same_train"}
     assert {(line["dtype"], line["product"]) for line in lines} == {
         (dtype, product) for dtype in ("float32", "bfloat16") for product in products}
     assert all(line["gflop_s"] > 0 and line["best_ms"] <= line["median_ms"] for line in lines)

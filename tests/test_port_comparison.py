@@ -121,6 +121,15 @@ def test_device_counts_that_do_not_divide_the_batch_are_refused(tmp_path):
     assert "--cpu_devices takes device counts that divide --batch_size=16" in run.stderr
 
 
+def test_compute_dtypes_are_the_models_policies(tmp_path):
+    run = subprocess.run([sys.executable, SCRIPT, f"--port_dir={tmp_path}",
+                          "--compute_dtypes=float32,float16"], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 2
+    assert ("--compute_dtypes takes some of float32, bfloat16, bfloat16_products, got "
+            "'float32,float16'") in run.stderr, run.stderr[-2000:]
+
+
 def test_the_port_worker_takes_the_arguments_the_comparison_gives_it(tmp_path):
     """As the parent runs it (default --cpu_devices): past its arguments to the port's own
     imports, which fail here because this Python has no torch or no port checkout."""

@@ -18,7 +18,10 @@ positions R = batch x ``--height`` x ``--width``, the 32x16 of a squeezed CIFAR-
 * ``row_product_narrow_first`` / ``_wide_first``: the (F, 2F) kernel gradient of a 1x1
   convolution, a^T b of (R, F) and (R, 2F) rows, with either operand first;
 * ``conv3x3``: ``lax.conv_general_dilated`` 2F -> F ('SAME'; a block's first layer) and
-  ``conv3x3_shifted``: the same as nine matrix products of shifted windows, summed.
+  ``conv3x3_shifted``: the same as nine matrix products of shifted windows, summed;
+* ``conv_same_train``: the model's own ``ops.conv_same`` 2F -> F with both its gradients
+  (forward and backward, 3x the forward's FLOPs), in whichever form it takes for the dtype
+  on this backend (bfloat16 on a CPU: tap products; docs/decisions.md#fpp-bf16-conv-products).
 
 Products of bfloat16 operands accumulate in float32, as the mixed-precision policy does.
 """
@@ -85,6 +88,14 @@ def cases(dtype, batch, height, width, filters, matmul_size, seed=0):
     flop = 2 * rows * 9 * 2 * f * f
     yield "conv3x3", conv3x3, (image, kernel), flop
     yield "conv3x3_shifted", conv3x3_shifted, (image, kernel), flop
+    dy = draw(batch, height, width, f)
+    yield "conv_same_train", conv_same_train, (image, kernel, dy), 3 * flop
+
+
+def conv_same_train(x, kernel, dy):
+    """``ops.conv_same``'s output and its input and kernel gradients for cotangent dy."""
+    y, vjp = jax.vjp(ops.conv_same, x, kernel)
+    return (y,) + vjp(dy.astype(y.dtype))
 
 
 def measure(fn, args, repeats):

@@ -287,7 +287,8 @@ def main():
                         help="device peak (dense, the dtype used) for model FLOP utilisation")
     parser.add_argument("--compute_dtype", default="",
                         help="comma-separated config.model.compute_dtype values to measure "
-                             "in turn (float32,bfloat16); default: the config's")
+                             "in turn (float32,bfloat16,bfloat16_products); default: the "
+                             "config's")
     parser.add_argument("--cache_dir", help=argparse.SUPPRESS)  # set by the parent
     parser.add_argument("--relaunch", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

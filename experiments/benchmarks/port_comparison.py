@@ -325,8 +325,8 @@ def main():
                         help="flowzoo config dotted.key=json_value")
     parser.add_argument("--compute_dtypes", default="float32",
                         help="flowzoo's model.compute_dtype, comma-separated: each is measured "
-                             "in every round (e.g. float32,bfloat16)")
-    parser.add_argument("--compute_dtype", default="float32", choices=("float32", "bfloat16"),
+                             "in every round (e.g. float32,bfloat16_products)")
+    parser.add_argument("--compute_dtype", default="float32",
                         help=argparse.SUPPRESS)  # one, in a worker
     parser.add_argument("--cpu_devices", default="auto",
                         help="flowzoo's CPU devices (jax_num_cpu_devices), comma-separated: "
@@ -350,9 +350,10 @@ def main():
         return
     if not args.port_dir:
         parser.error("--port_dir is required: a checkout of chrischute/flowplusplus")
+    from flowzoo.models.precision import COMPUTE_DTYPES  # not in the port's interpreter
     dtypes = [d.strip() for d in args.compute_dtypes.split(",") if d.strip()]
-    if not dtypes or set(dtypes) - {"float32", "bfloat16"}:
-        parser.error(f"--compute_dtypes takes float32 and/or bfloat16, got "
+    if not dtypes or set(dtypes) - set(COMPUTE_DTYPES):
+        parser.error(f"--compute_dtypes takes some of {', '.join(COMPUTE_DTYPES)}, got "
                      f"{args.compute_dtypes!r}")
     try:
         device_counts = cpu_device_counts(args.cpu_devices, args.batch_size, args.device)

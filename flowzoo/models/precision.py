@@ -13,6 +13,14 @@ The policy (docs/decisions.md, mixed precision):
   bijectors (log-dets, mixture CDF and its bisection, logit/sigmoid, actnorm, 1x1
   convolutions), priors and base densities, the loss.
 
+* ``"bfloat16_products"`` (Flow++ only): activations stay float32, and only the operands of
+  the conditioners' convolutions (3x3 and 1x1) are narrowed to bfloat16, accumulating in
+  float32; the attention computes in float32.  The CPU layout: XLA:CPU computes bfloat16
+  elementwise work through float32 with a conversion each way, which costs the
+  ``"bfloat16"`` policy more than its products gain, while bfloat16 matrix products reach
+  the CPU's bfloat16 units (``ops.conv_same``; docs/decisions.md#fpp-bf16-conv-products).
+  It rounds the same operands as ``"bfloat16"`` and nothing else.
+
 In VLAE the encoder, the decoder and the likelihood's network are narrowed; its priors and
 posterior flows (MADE, PixelCNN AF/IAF) stay float32 like the other bijectors.
 
@@ -33,17 +41,29 @@ import jax.numpy as jnp
 
 from flowzoo.errors import ConfigError
 
-COMPUTE_DTYPES = ("float32", "bfloat16")
+COMPUTE_DTYPES = ("float32", "bfloat16", "bfloat16_products")
 
 
-def network_dtype(compute_dtype: str):
-    """The ``dtype`` a network gets for ``config.model.compute_dtype``: None for
-    ``"float32"`` (no casts anywhere: the networks follow their float32 input), else the
-    narrow dtype."""
+def check(compute_dtype: str) -> None:
     if compute_dtype not in COMPUTE_DTYPES:
         raise ConfigError(f"config.model.compute_dtype must be one of {COMPUTE_DTYPES}, got "
                           f"{compute_dtype!r} ('float32' is the default; 'bfloat16' is "
-                          f"mixed precision).")
+                          f"mixed precision; 'bfloat16_products', Flow++ only, narrows only "
+                          f"the operands of the convolutions).")
+
+
+def network_dtype(compute_dtype: str):
+    """The ``dtype`` a network's activations get for ``config.model.compute_dtype``: None
+    for ``"float32"`` and ``"bfloat16_products"`` (no casts of activations: the networks
+    follow their float32 input), bfloat16 for ``"bfloat16"``."""
+    check(compute_dtype)
+    return jnp.bfloat16 if compute_dtype == "bfloat16" else None
+
+
+def operand_dtype(compute_dtype: str):
+    """The dtype the Flow++ networks' convolutions multiply in: None (their input's) for
+    ``"float32"``, bfloat16 otherwise (for ``"bfloat16"`` the input is bfloat16 already)."""
+    check(compute_dtype)
     return None if compute_dtype == "float32" else jnp.bfloat16
 
 

@@ -121,6 +121,67 @@ def test_conv_same_gradients_equal_autodiff_of_the_plain_convolution():
         ops.conv_same(x, jnp.ones((2, 3, c_in, c_out), x.dtype))
 
 
+def test_conv_product_forms_equal_the_plain_convolution_and_its_kernel_gradient():
+    """The bfloat16 CPU path's forms (``_conv_as_products``: shifted taps summed on the
+    output; ``_kernel_gradient_as_one_product``: the narrower side's windows against the
+    other's rows) compute the same sums as the plain convolution, in float64, for square and
+    non-square odd kernels, both sides of the kernel gradient's shift."""
+    rng = np.random.default_rng(12)
+    for (kh, kw), (c_in, c_out) in itertools.product(((3, 3), (1, 3), (5, 3)), ((4, 7), (8, 3))):
+        x = jnp.asarray(rng.normal(size=(2, 6, 5, c_in)), jnp.float64)
+        kernel = jnp.asarray(rng.normal(size=(kh, kw, c_in, c_out)), jnp.float64)
+        dy = jnp.asarray(rng.normal(size=(2, 6, 5, c_out)), jnp.float64)
+        np.testing.assert_allclose(ops._conv_as_products(x, kernel), ops.conv_nhwc(x, kernel),
+                                   rtol=1e-12, atol=1e-12)
+        _, vjp = jax.vjp(ops.conv_nhwc, x, kernel)
+        np.testing.assert_allclose(ops._kernel_gradient_as_one_product(x, dy, kh, kw),
+                                   vjp(dy)[1], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("c_in, c_out", [(64, 32), (32, 64), (40, 32)])
+def test_bfloat16_conv_same_multiplies_taps_on_cpu(c_in, c_out):
+    """On a CPU backend a bfloat16 3x3 ``conv_same`` runs as matrix products where its
+    output width is a multiple of 32 (its input channels padded with zeros to one), with
+    float32 accumulation, and so does its kernel gradient in every case: the output equals
+    the float32 convolution of the same bfloat16 operands to float32 rounding, the
+    gradients to bfloat16's (they return in bfloat16).  A convolution whose output width is
+    not a multiple of 32 stays a convolution."""
+    rng = np.random.default_rng(13)
+    x = jnp.asarray(rng.normal(size=(2, 6, 5, c_in)), jnp.bfloat16)
+    kernel = jnp.asarray(0.1 * rng.normal(size=(3, 3, c_in, c_out)), jnp.bfloat16)
+    weights = jnp.asarray(rng.normal(size=(2, 6, 5, c_out)), jnp.float32)
+
+    def loss(conv):
+        return lambda x, k: jnp.sum(conv(x, k).astype(jnp.float32) * weights)
+
+    def f32(x, k):  # what the products compute: exact products of the bfloat16 values
+        return ops.conv_nhwc(x.astype(jnp.float32), k.astype(jnp.float32))
+
+    y = ops.conv_same(x, kernel)
+    assert y.dtype == jnp.float32
+    np.testing.assert_allclose(y, f32(x, kernel), rtol=1e-5, atol=1e-5)
+    # The backward pass rounds dy to bfloat16 before its products, as the reference here.
+    rounded = weights.astype(jnp.bfloat16).astype(jnp.float32)
+    want = jax.grad(lambda x, k: jnp.sum(f32(x, k) * rounded), argnums=(0, 1))(
+        x.astype(jnp.float32), kernel.astype(jnp.float32))
+    got = jax.grad(loss(ops.conv_same), argnums=(0, 1))(x, kernel)
+    for g, w in zip(got, want):
+        assert g.dtype == jnp.bfloat16
+        np.testing.assert_allclose(g.astype(jnp.float32), w, rtol=2 ** -7, atol=1e-2)
+
+    def convolutions(c_in, c_out):
+        xs = jnp.zeros((2, 6, 5, c_in), jnp.bfloat16)
+        ks = jnp.zeros((3, 3, c_in, c_out), jnp.bfloat16)
+        jaxpr = jax.make_jaxpr(jax.grad(lambda x, k: jnp.sum(ops.conv_same(x, k)),
+                                        argnums=(0, 1)))(xs, ks)
+        return _count_primitive(jaxpr.jaxpr, "conv_general_dilated")
+
+    # (40, 32): the input gradient's output, 40 wide, is a convolution.
+    assert convolutions(c_in, c_out) == (1 if c_in % 32 else 0)
+    # The forward only: the input gradient pads its contraction (c_out + 8) to 32s.
+    assert convolutions(c_in, c_out + 8) == 1 + (1 if c_in % 32 else 0)
+
+
 @pytest.mark.parametrize("lead", [(), (3,), (2, 3)])
 def test_add_position_gradients_equal_autodiff_of_the_broadcast_sum(lead):
     rng = np.random.default_rng(12)

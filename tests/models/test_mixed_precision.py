@@ -12,7 +12,8 @@ then a sizeable fraction of a level, so exact decoding wants ``compute_dtype='fl
 on the same parameters: flowzoo/models/precision.py.)  The jaxpr checks keep the policy
 honest both ways: the float32 default has no bfloat16 operation at all, the bfloat16 one
 multiplies in bfloat16 with float32 results, sums nothing in bfloat16 in its forward pass,
-and its parameters, gradients and loss are float32.
+and its parameters, gradients and loss are float32; Flow++'s ``bfloat16_products`` computes
+nothing in bfloat16 but the products (its activations stay float32).
 Tiny models and single-sample bounds keep the compiles short.
 """
 
@@ -80,8 +81,15 @@ def _loss_args(model, params, batch):
 def test_compute_dtype_takes_float32_or_bfloat16_only(name):
     _, shape, levels = CASES[name]
     with pytest.raises(ConfigError, match=r"compute_dtype must be one of \('float32', "
-                                          r"'bfloat16'\), got 'float16'"):
+                                          r"'bfloat16', 'bfloat16_products'\), got 'float16'"):
         experiment.build_model(_config(name, "float16"), shape, levels)
+
+
+@pytest.mark.parametrize("name", ["vlae_binary", "vlae_cifar"])
+def test_vlae_refuses_the_flowpp_only_products_policy(name):
+    _, shape, levels = CASES[name]
+    with pytest.raises(ConfigError, match="Flow\\+\\+ option"):
+        experiment.build_model(_config(name, "bfloat16_products"), shape, levels)
 
 
 def _dtypes_of_products(jaxpr):
@@ -105,6 +113,26 @@ def _bfloat16_sums(jaxpr):
     return count
 
 
+# What may produce a bfloat16 value under "bfloat16_products": conversions and data
+# movement of the narrowed operands, and the convolutions' tap products (float32 results).
+_MOVES = {"convert_element_type", "pad", "slice", "dynamic_slice", "dynamic_update_slice",
+          "transpose", "reshape", "concatenate", "broadcast_in_dim", "squeeze",
+          "expand_dims", "rev", "copy", "copy_p", "select_n", "stack"}
+
+
+def _bfloat16_arithmetic(jaxpr):
+    """Primitives other than conversions and data movement with a bfloat16 result."""
+    found = set()
+    for eqn in jaxpr.eqns:
+        subs = list(jax.extend.core.jaxprs_in_params(eqn.params))
+        if (not subs and eqn.primitive.name not in _MOVES
+                and any(getattr(v.aval, "dtype", None) == jnp.bfloat16 for v in eqn.outvars)):
+            found.add(eqn.primitive.name)
+        for sub in subs:  # loops, jits, checkpoints: what they compute is checked inside
+            found |= _bfloat16_arithmetic(sub)
+    return found
+
+
 def _has_bfloat16(jaxpr):
     for eqn in jaxpr.eqns:
         if any(getattr(v.aval, "dtype", None) == jnp.bfloat16 for v in eqn.outvars):
@@ -121,9 +149,10 @@ def test_bfloat16_products_accumulate_in_float32_and_the_training_step_stays_flo
     float32 default is the program without the option (no bfloat16 anywhere)."""
     batch = _batch(name)
     params = jax.eval_shape(_model(name, "float32").init, jax.random.PRNGKey(0), batch)
-    for compute_dtype in ("float32", "bfloat16"):
+    policies = ("float32", "bfloat16") + (("bfloat16_products",) if name == "flowpp" else ())
+    for compute_dtype in policies:
         model = _model(name, compute_dtype)
-        if compute_dtype == "bfloat16":  # the same parameters
+        if compute_dtype != "float32":  # the same parameters
             assert jax.tree.map(lambda p: (p.shape, p.dtype), jax.eval_shape(
                 model.init, jax.random.PRNGKey(0), batch)) == jax.tree.map(
                 lambda p: (p.shape, p.dtype), params)
@@ -143,6 +172,11 @@ def test_bfloat16_products_accumulate_in_float32_and_the_training_step_stays_flo
             # softmax), LayerNorm statistics, softmax denominators and the loss are float32.
             forward = jax.make_jaxpr(loss)(*_loss_args(model, params, batch))
             assert _bfloat16_sums(forward.jaxpr) == 0
+        if compute_dtype == "bfloat16_products":
+            # Activations stay float32: nothing but the products' operands is narrowed.
+            assert _bfloat16_arithmetic(closed.jaxpr) == set()
+        elif compute_dtype == "bfloat16":
+            assert _bfloat16_arithmetic(closed.jaxpr)  # the check above can fail
 
 
 def _per_example(name, compute_dtype):
@@ -158,10 +192,11 @@ def _per_example(name, compute_dtype):
     return {"bits_per_dim": np.asarray(recon + kl) / np.float32(np.prod(shape) * np.log(2.0))}
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_bfloat16_bits_per_dim_match_float32_on_the_same_params(name):
+@pytest.mark.parametrize("name, compute_dtype", [(name, "bfloat16") for name in sorted(CASES)]
+                         + [("flowpp", "bfloat16_products")])
+def test_bfloat16_bits_per_dim_match_float32_on_the_same_params(name, compute_dtype):
     bpd = "bits_per_dim"
-    wide, narrow = _per_example(name, "float32"), _per_example(name, "bfloat16")
+    wide, narrow = _per_example(name, "float32"), _per_example(name, compute_dtype)
     assert narrow[bpd].dtype == np.float32
     assert np.all(np.isfinite(narrow[bpd]))
     np.testing.assert_allclose(narrow[bpd], wide[bpd], rtol=0, atol=BPD_TOLERANCE)

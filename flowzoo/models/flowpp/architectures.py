@@ -19,9 +19,11 @@ OFFICIAL_MODEL = dict(
     dequant_mixer=None,  # None: the main flow's mixer
     dequant_context_filters=32, dequant_context_blocks=3,
     dequant_context_norm=False, dequant_context_attention=False,  # True in ImageNet models
-    # The conditioner networks' arithmetic: "float32", or "bfloat16" (float32 parameters,
-    # accumulation, bijectors and loss; flowzoo/models/precision.py).  It changes the
-    # computed function, so a resumed run keeps it.
+    # The conditioner networks' arithmetic: "float32"; "bfloat16" (bfloat16 activations,
+    # float32 parameters, accumulation, bijectors and loss); or "bfloat16_products"
+    # (float32 activations, the convolutions' operands in bfloat16: the faster one on a CPU
+    # with bfloat16 matrix units).  flowzoo/models/precision.py.  It changes the computed
+    # function, so a resumed run keeps it.
     compute_dtype="float32",
     iw_samples=16,  # the paper: PAPER_IW_SAMPLES, in a final --mode=eval
     iw_chunk=1,  # samples per lax.map step: memory of one eval batch

@@ -76,7 +76,8 @@ def conditioner_settings(cfg, filters, blocks, mixer):
                 dropout_rate=cfg.dropout, scan_blocks=cfg.scan_blocks, remat=cfg.remat,
                 attention_loop=cfg.attention_loop, weight_norm=cfg.weight_norm,
                 elu_before_output=cfg.elu_before_output,
-                dtype=precision.network_dtype(cfg.compute_dtype))
+                dtype=precision.network_dtype(cfg.compute_dtype),
+                operand_dtype=precision.operand_dtype(cfg.compute_dtype))
 
 
 def flow_steps(num_steps, split, half_channels, inner, net_kwargs, index, scan=True,
@@ -224,5 +225,6 @@ def variational_dequantizer(cfg, image_shape, num_levels) -> VariationalDequanti
                                   attention=cfg.dequant_context_attention,
                                   num_heads=cfg.num_heads, attention_loop=cfg.attention_loop,
                                   weight_norm=cfg.weight_norm,
-                                  dtype=precision.network_dtype(cfg.compute_dtype))
+                                  dtype=precision.network_dtype(cfg.compute_dtype),
+                                  operand_dtype=precision.operand_dtype(cfg.compute_dtype))
     return VariationalDequantizer(context_net, fb.Chain(tuple(layers)), num_levels)

@@ -130,18 +130,22 @@ class DDConv(nn.Module):
 
     Computes in x's dtype; parameters are at least float32 (``precision.wide``), the
     product accumulates in float32, the bias is added in float32, and the result is cast to
-    ``out_dtype`` (None: x's dtype)."""
+    ``out_dtype`` (None: x's dtype).  ``operand_dtype`` (None: x's dtype) narrows x and the
+    kernel as the product's operands only (``"bfloat16_products"``, ``precision``)."""
 
     features: int
     kernel_size: int = 3
     init_scale: float = 1.0
     weight_norm: bool = False
     out_dtype: Any = None
+    operand_dtype: Any = None
 
     @nn.compact
     def __call__(self, x):
         k = self.kernel_size
         shape = (k, k, x.shape[-1], self.features)
+        out_dtype = self.out_dtype or x.dtype
+        x = precision.cast(x, self.operand_dtype)
         kernel0 = bias0 = scale0 = None
         if self.is_initializing():
             v = _INIT_STD * jax.random.normal(self.make_rng("params"), shape,
@@ -156,7 +160,7 @@ class DDConv(nn.Module):
             kernel = self.param("scale", lambda _: scale0) * _unit(kernel)
         bias = self.param("bias", lambda _: bias0)
         y = ops.conv(x, kernel)
-        return (y + bias.astype(y.dtype)).astype(self.out_dtype or x.dtype)
+        return (y + bias.astype(y.dtype)).astype(out_dtype)
 
 
 class GatedConv(nn.Module):
@@ -164,11 +168,13 @@ class GatedConv(nn.Module):
     second_kernel_size: int = 1
     dropout_rate: float = 0.0
     weight_norm: bool = False
+    operand_dtype: Any = None
 
     @nn.compact
     def __call__(self, x, context=None, keep=None):
         """``keep``: None, or the dropout keep-mask of shape (..., 2 * features)."""
-        conv = functools.partial(DDConv, weight_norm=self.weight_norm)
+        conv = functools.partial(DDConv, weight_norm=self.weight_norm,
+                                 operand_dtype=self.operand_dtype)
         h = conv(self.features, 3, name="conv_in")(concat_elu(x))
         if context is not None:
             h = h + conv(self.features, 1, name="context_proj")(concat_elu(context))
@@ -186,6 +192,7 @@ class GatedAttention(nn.Module):
     dropout_rate: float = 0.0
     loop: str = "auto"
     weight_norm: bool = False
+    operand_dtype: Any = None
 
     @nn.compact
     def __call__(self, x, pos_emb, keep=None):
@@ -194,7 +201,8 @@ class GatedAttention(nn.Module):
             raise ValueError(f"GatedAttention: {f} filters are not divisible by "
                              f"{self.num_heads} heads.")
         d = f // self.num_heads
-        conv = functools.partial(DDConv, weight_norm=self.weight_norm)
+        conv = functools.partial(DDConv, weight_norm=self.weight_norm,
+                                 operand_dtype=self.operand_dtype)
         qkv = conv(3 * f, 1, name="qkv")(ops.add_position(x, pos_emb))
         qkv = qkv.reshape(tuple(lead) + (h * w, 3, self.num_heads, d))
         out = self_attention(qkv, self.loop).reshape(x.shape)
@@ -210,11 +218,13 @@ class GatedNIN(nn.Module):
 
     dropout_rate: float = 0.0
     weight_norm: bool = False
+    operand_dtype: Any = None
 
     @nn.compact
     def __call__(self, x, pos_emb, keep=None):
         f = x.shape[-1]
-        conv = functools.partial(DDConv, weight_norm=self.weight_norm)
+        conv = functools.partial(DDConv, weight_norm=self.weight_norm,
+                                 operand_dtype=self.operand_dtype)
         h = conv(3 * f, 1, name="proj")(ops.add_position(x, pos_emb))
         h = jnp.max(h.reshape(h.shape[:-1] + (f, 3)), axis=-1)
         h = dropout(h, self.dropout_rate, keep)
@@ -242,6 +252,7 @@ class GatedBlock(nn.Module):
     dropout_rate: float = 0.0
     attention_loop: str = "auto"
     weight_norm: bool = False
+    operand_dtype: Any = None
 
     @nn.compact
     def __call__(self, h, pos_emb, context, dropout_key, block):
@@ -249,16 +260,19 @@ class GatedBlock(nn.Module):
         keep = keep_masks(_fold(dropout_key, block), self.dropout_rate,
                           h.shape[:-1] + (sum(widths),))
         keep_conv, *keep_mix = _split_mask(keep, widths)
-        h = GatedConv(self.filters, 1, self.dropout_rate, self.weight_norm, name="conv")(
+        h = GatedConv(self.filters, 1, self.dropout_rate, self.weight_norm,
+                      self.operand_dtype, name="conv")(
             h, context, keep_conv)
         h = nn.LayerNorm(epsilon=1e-5, dtype=h.dtype, name="norm_conv")(h)
         if self.mixer == "none":
             return h
         if self.mixer == "attention":
             h = GatedAttention(self.num_heads, self.dropout_rate, self.attention_loop,
-                               self.weight_norm, name="attn")(h, pos_emb, *keep_mix)
+                               self.weight_norm, self.operand_dtype, name="attn")(
+                h, pos_emb, *keep_mix)
         else:
-            h = GatedNIN(self.dropout_rate, self.weight_norm, name="nin")(h, pos_emb, *keep_mix)
+            h = GatedNIN(self.dropout_rate, self.weight_norm, self.operand_dtype,
+                         name="nin")(h, pos_emb, *keep_mix)
         return nn.LayerNorm(epsilon=1e-5, dtype=h.dtype, name="norm_attn")(h)
 
 
@@ -278,7 +292,8 @@ class CouplingNet(nn.Module):
     block's activations are recomputed in the backward pass instead of stored.  Neither
     changes the function or the parameter count; nor does ``attention_loop``
     (``attention.self_attention``).  ``dtype``: None, or the narrow dtype the network
-    computes in (``precision``); the result is in x's dtype either way.
+    computes in (``precision``); the result is in x's dtype either way.  ``operand_dtype``:
+    None, or the dtype its convolutions multiply in (``"bfloat16_products"``).
     """
 
     out_features: int
@@ -294,11 +309,13 @@ class CouplingNet(nn.Module):
     weight_norm: bool = False
     elu_before_output: bool = False
     dtype: Any = None
+    operand_dtype: Any = None
 
     @nn.compact
     def __call__(self, x, context=None, dropout_key=None):
         key = _fold(dropout_key, self.index)
-        conv = functools.partial(DDConv, weight_norm=self.weight_norm)
+        conv = functools.partial(DDConv, weight_norm=self.weight_norm,
+                                 operand_dtype=self.operand_dtype)
         out_dtype = x.dtype
         x, context = precision.cast(x, self.dtype), precision.cast(context, self.dtype)
         h = conv(self.filters, 3, name="proj_in")(x)
@@ -308,7 +325,8 @@ class CouplingNet(nn.Module):
                              x.shape[-3:-1] + (self.filters,), jnp.float32)
         block_args = dict(filters=self.filters, mixer=self.mixer,
                           num_heads=self.num_heads, dropout_rate=self.dropout_rate,
-                          attention_loop=self.attention_loop, weight_norm=self.weight_norm)
+                          attention_loop=self.attention_loop, weight_norm=self.weight_norm,
+                          operand_dtype=self.operand_dtype)
         if self.scan_blocks:
             body = nn.remat(_ScanBody, policy=REMAT_POLICY) if self.remat else _ScanBody
             scanned = nn.scan(body, variable_axes={"params": 0}, split_rngs={"params": True},
@@ -330,8 +348,8 @@ class ContextNet(nn.Module):
     """Dequantizer context: split halves of ``x / num_levels - 0.5`` concatenated on the
     channel axis -> 3x3 conv to ``filters`` -> ``blocks`` gated convs (3x3, dropout), each
     followed (official ImageNet models) by a LayerNorm when ``norm``, and by attention over
-    ``x + pos_emb`` and another LayerNorm when ``attention``.  ``dtype`` as
-    :class:`CouplingNet`'s; the result is in the input's dtype."""
+    ``x + pos_emb`` and another LayerNorm when ``attention``.  ``dtype`` and
+    ``operand_dtype`` as :class:`CouplingNet`'s; the result is in the input's dtype."""
 
     filters: int = 32
     blocks: int = 3
@@ -343,11 +361,13 @@ class ContextNet(nn.Module):
     attention_loop: str = "auto"
     weight_norm: bool = False
     dtype: Any = None
+    operand_dtype: Any = None
 
     @nn.compact
     def __call__(self, halves, dropout_key=None):
         key = _fold(dropout_key, self.index)
-        h = DDConv(self.filters, 3, weight_norm=self.weight_norm, name="proj_in")(
+        h = DDConv(self.filters, 3, weight_norm=self.weight_norm,
+                   operand_dtype=self.operand_dtype, name="proj_in")(
             precision.cast(halves, self.dtype))
         pos_emb = None
         if self.attention:
@@ -362,11 +382,12 @@ class ContextNet(nn.Module):
         for b in range(self.blocks):
             keep_conv, *keep_attn = _split_mask(masks[b], widths)
             h = GatedConv(self.filters, 3, self.dropout_rate, self.weight_norm,
-                          name=f"conv_{b}")(h, None, keep_conv)
+                          self.operand_dtype, name=f"conv_{b}")(h, None, keep_conv)
             if self.norm:
                 h = nn.LayerNorm(epsilon=1e-5, dtype=h.dtype, name=f"norm_{b}")(h)
             if self.attention:
                 h = GatedAttention(self.num_heads, self.dropout_rate, self.attention_loop,
-                                   self.weight_norm, name=f"attn_{b}")(h, pos_emb, *keep_attn)
+                                   self.weight_norm, self.operand_dtype,
+                                   name=f"attn_{b}")(h, pos_emb, *keep_attn)
                 h = nn.LayerNorm(epsilon=1e-5, dtype=h.dtype, name=f"norm_attn_{b}")(h)
         return h.astype(halves.dtype)

@@ -6,7 +6,9 @@ what differs is the program XLA gets:
 * :func:`conv_same`: a 'SAME' convolution with hand-written gradients (the kernel's as one
   plain convolution or kh*kw matmuls, whichever side is wider; the input's a flipped-kernel
   convolution); autodiff's kernel gradient ran several times slower inside ``nn.scan``
-  (docs/decisions.md#fpp-conv-same, #fpp-kernel-gradient).
+  (docs/decisions.md#fpp-conv-same, #fpp-kernel-gradient).  With bfloat16 operands on a CPU
+  all three are matrix products, which reach the CPU's bfloat16 units where XLA:CPU's
+  bfloat16 convolutions do not (docs/decisions.md#fpp-bf16-conv-products).
 * :func:`conv`: ``conv_same``, or for a 1x1 kernel a product on (positions, channels) rows.
 * :func:`add_position`: ``x + pos_emb`` whose pos_emb gradient is a matrix-vector product.
 * :func:`concat_elu`: ``elu([x, -x])`` with one expm1 per element and a gradient from its output.
@@ -46,19 +48,103 @@ def conv_same(x, kernel):
     ``jax.jacfwd``, for Jacobians through a Flow++ conditioner.  Odd kernel sizes only (the
     backward pass pads k // 2 on each side; even ones are refused)."""
     _check_odd(kernel)
-    return conv_nhwc(x, kernel)
+    return _forward(x, kernel)
 
 
 def _conv_same_fwd(x, kernel):
     _check_odd(kernel)
-    return conv_nhwc(x, kernel), (x, kernel)
+    return _forward(x, kernel), (x, kernel)
+
+
+# bfloat16 convolutions on XLA:CPU.  XLA:CPU (jaxlib 0.10.2) runs a bfloat16 convolution no
+# faster than a float32 one, while its bfloat16 matrix products reach the CPU's bfloat16
+# units (AMX here).  On one core, 8x32x16 positions: 192 -> 96 channels 8.5 ms as a float32
+# or bfloat16 convolution, 2.6-2.8 ms as nine bfloat16 products; 96 -> 192 8.5 against 3.9;
+# 294 -> 96 (its 294 padded with zeros to 320) 13.6 against 3.6.  But 96 -> 294 and wider
+# outputs ran slower as products, padded to 32s or not (20-25 ms against 14).  Hence the rule
+# below (the model's widths are multiples of 32 or the output convolution's); the kernel
+# gradient is one product in every case (docs/decisions.md#fpp-bf16-conv-products).
+_PRODUCT_CHANNELS = 32
+
+
+def _bf16_on_cpu(dtype):
+    return dtype == jnp.bfloat16 and jax.default_backend() == "cpu"
+
+
+def _forward_as_products(dtype, kernel_shape):
+    """Whether ``conv_same`` computes ``dtype`` operands with a (kh, kw, I, O) kernel as
+    matrix products: bfloat16 on a CPU backend, O a multiple of ``_PRODUCT_CHANNELS`` and
+    no wider than 2 I (the wider outputs ran slower), I at least ``_PRODUCT_CHANNELS``."""
+    kh, kw, c_in, c_out = kernel_shape
+    return (_bf16_on_cpu(dtype) and (kh, kw) != (1, 1) and c_out % _PRODUCT_CHANNELS == 0
+            and _PRODUCT_CHANNELS <= c_in and c_out <= 2 * c_in)
+
+
+def _forward(x, kernel):
+    """``conv_nhwc``, or (``_forward_as_products``) the same sum as
+    :func:`_conv_as_products` with the input channels padded with zeros to a multiple of
+    ``_PRODUCT_CHANNELS``."""
+    if not _forward_as_products(x.dtype, kernel.shape):
+        return conv_nhwc(x, kernel)
+    extra = -x.shape[-1] % _PRODUCT_CHANNELS
+    if extra:
+        x = jnp.pad(x, ((0, 0),) * 3 + ((0, extra),))
+        kernel = jnp.pad(kernel, ((0, 0), (0, 0), (0, extra), (0, 0)))
+    return _conv_as_products(x, kernel)
+
+
+def _conv_as_products(x, kernel):
+    """``conv_nhwc`` as kh*kw products of x's (positions, I) rows with one tap (I, O) of the
+    kernel each, every product shifted into place on the output (padded by k // 2, then
+    sliced) and summed: y[h, w] = sum_ab (x @ K[a, b])[h + a - ph, w + b - pw]."""
+    kh, kw, c_in, c_out = kernel.shape
+    n, h, w, _ = x.shape
+    ph, pw = kh // 2, kw // 2
+    rows = x.reshape(-1, c_in)
+    y = None
+    for a in range(kh):
+        for b in range(kw):
+            tap = jnp.dot(rows, kernel[a, b],
+                          preferred_element_type=precision.accumulation(x.dtype))
+            tap = jnp.pad(tap.reshape(n, h, w, c_out), ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+            tap = tap[:, a:a + h, b:b + w]
+            y = tap if y is None else y + tap
+    return y
+
+
+def _kernel_gradient_as_one_product(x, dy, kh, kw):
+    """The kernel gradient (kh, kw, I, O) as one matrix product: the kh*kw shifted windows
+    of the narrower side, channels first ((kh * kw * C, positions)), against the other side's
+    (positions, C') rows.  The form that reaches XLA:CPU's bfloat16 units (the narrow side
+    first: each product contracts its left operand's last axis)."""
+    h, w = x.shape[1], x.shape[2]
+    ph, pw = kh // 2, kw // 2
+    shift_x = x.shape[-1] <= dy.shape[-1]
+    narrow, wide = (x, dy) if shift_x else (dy, x)
+    padded = jnp.transpose(jnp.pad(narrow, ((0, 0), (ph, ph), (pw, pw), (0, 0))), (3, 0, 1, 2))
+
+    def window(a, b):  # the same offsets as _kernel_gradient_as_products
+        if shift_x:
+            return padded[:, :, a:a + h, b:b + w]
+        return padded[:, :, 2 * ph - a:2 * ph - a + h, 2 * pw - b:2 * pw - b + w]
+
+    cols = jnp.stack([window(a, b) for a in range(kh) for b in range(kw)])
+    product = jnp.dot(cols.reshape(kh * kw * narrow.shape[-1], -1),
+                      wide.reshape(-1, wide.shape[-1]),
+                      preferred_element_type=precision.accumulation(x.dtype))
+    product = product.reshape(kh, kw, narrow.shape[-1], wide.shape[-1])
+    return product if shift_x else jnp.transpose(product, (0, 1, 3, 2))
 
 
 def _kernel_gradient(x, dy, kh, kw):
-    """d kernel (kh, kw, I, O) of ``conv_nhwc(x, kernel)``: :func:`_kernel_gradient_as_conv`
-    when x is the wider side (I > O: the blocks' 3x3 conv, 2F in, F out), else
-    :func:`_kernel_gradient_as_products`.  On XLA:CPU each form is the faster one on its side
-    of that line, by 10-30% at the official shapes (docs/decisions.md#fpp-kernel-gradient)."""
+    """d kernel (kh, kw, I, O) of ``conv_nhwc(x, kernel)``: for bfloat16 on a CPU
+    :func:`_kernel_gradient_as_one_product` (its bfloat16 units); otherwise
+    :func:`_kernel_gradient_as_conv` when x is the wider side (I > O: the blocks' 3x3 conv,
+    2F in, F out), else :func:`_kernel_gradient_as_products`.  On XLA:CPU each form is the
+    faster one on its side of that line, by 10-30% at the official shapes in float32
+    (docs/decisions.md#fpp-kernel-gradient)."""
+    if _bf16_on_cpu(x.dtype):
+        return _kernel_gradient_as_one_product(x, dy, kh, kw)
     if x.shape[-1] > dy.shape[-1]:
         return _kernel_gradient_as_conv(x, dy, kh, kw)
     return _kernel_gradient_as_products(x, dy, kh, kw)
@@ -113,7 +199,7 @@ def _conv_same_bwd(saved, dy):
     x, kernel = saved
     kh, kw, _, _ = kernel.shape
     dy = dy.astype(x.dtype)
-    d_x = conv_nhwc(dy, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))
+    d_x = _forward(dy, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))
     return d_x.astype(x.dtype), _kernel_gradient(x, dy, kh, kw).astype(kernel.dtype)
 
 

@@ -108,7 +108,11 @@ def settings(model_config) -> dict:
     if int(cfg["iw_samples"]) < 1 or int(cfg["iw_chunk"]) < 1:
         raise ValueError(f"config.model.iw_samples and iw_chunk must be >= 1, got "
                          f"{cfg['iw_samples']} and {cfg['iw_chunk']}.")
-    precision.network_dtype(cfg["compute_dtype"])  # checks the value
+    precision.check(cfg["compute_dtype"])
+    if cfg["compute_dtype"] == "bfloat16_products":
+        raise ConfigError("config.model.compute_dtype='bfloat16_products' is a Flow++ "
+                          "option (its convolutions on a CPU); VLAE takes 'float32' or "
+                          "'bfloat16'.")
     if float(cfg["free_bits"]) < 0:
         raise ValueError(f"config.model.free_bits must be >= 0, got {cfg['free_bits']}.")
     if family == "binary" and cfg["free_bits_grouping"] == "per_group":
