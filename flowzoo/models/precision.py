@@ -19,7 +19,10 @@ The policy (docs/decisions.md, mixed precision):
   elementwise work through float32 with a conversion each way, which costs the
   ``"bfloat16"`` policy more than its products gain, while bfloat16 matrix products reach
   the CPU's bfloat16 units (``ops.conv_same``; docs/decisions.md#fpp-bf16-conv-products).
-  It rounds the same operands as ``"bfloat16"`` and nothing else.
+  It narrows a subset of what ``"bfloat16"`` narrows: the convolutions' operands, and (as
+  gradients return in their inputs' dtype) the gradients through the convolutions; not the
+  activations, nor the attention's q, k, v.  Its data-dependent init, like ``"bfloat16"``'s,
+  takes its statistics from the bfloat16 products, so init values differ from float32's.
 
 In VLAE the encoder, the decoder and the likelihood's network are narrowed; its priors and
 posterior flows (MADE, PixelCNN AF/IAF) stay float32 like the other bijectors.

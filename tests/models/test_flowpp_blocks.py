@@ -138,14 +138,20 @@ def test_conv_product_forms_equal_the_plain_convolution_and_its_kernel_gradient(
                                    vjp(dy)[1], rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("c_in, c_out", [(64, 32), (32, 64), (40, 32)])
-def test_bfloat16_conv_same_multiplies_taps_on_cpu(c_in, c_out):
-    """On a CPU backend a bfloat16 3x3 ``conv_same`` runs as matrix products where its
-    output width is a multiple of 32 (its input channels padded with zeros to one), with
-    float32 accumulation, and so does its kernel gradient in every case: the output equals
-    the float32 convolution of the same bfloat16 operands to float32 rounding, the
-    gradients to bfloat16's (they return in bfloat16).  A convolution whose output width is
-    not a multiple of 32 stays a convolution."""
+# (I, O, convolutions left in conv_same's program, forward and backward).  Products where
+# the output width is a multiple of 32 and at most twice the input's, the input at least 32
+# wide (padded with zeros to 32s): (40, 32)'s input gradient (40 wide) and (32, 40)'s
+# forward stay convolutions, as do (32, 96)'s forward (too wide) and both of (16, 32)'s.
+BF16_CONV_CASES = [(64, 32, 0), (32, 64, 0), (40, 32, 1), (32, 40, 1), (32, 96, 1), (16, 32, 2)]
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU backend's bfloat16 path")
+@pytest.mark.parametrize("c_in, c_out, convolutions", BF16_CONV_CASES)
+def test_bfloat16_conv_same_multiplies_taps_on_cpu(c_in, c_out, convolutions):
+    """On a CPU backend a bfloat16 3x3 ``conv_same`` runs its forward and input gradient as
+    tap products by the width rule above, and its kernel gradient as one product always,
+    accumulating in float32: the output equals the float32 convolution of the same bfloat16
+    operands to float32 rounding, the gradients to bfloat16's (they return in bfloat16)."""
     rng = np.random.default_rng(13)
     x = jnp.asarray(rng.normal(size=(2, 6, 5, c_in)), jnp.bfloat16)
     kernel = jnp.asarray(0.1 * rng.normal(size=(3, 3, c_in, c_out)), jnp.bfloat16)
@@ -168,18 +174,9 @@ def test_bfloat16_conv_same_multiplies_taps_on_cpu(c_in, c_out):
     for g, w in zip(got, want):
         assert g.dtype == jnp.bfloat16
         np.testing.assert_allclose(g.astype(jnp.float32), w, rtol=2 ** -7, atol=1e-2)
-
-    def convolutions(c_in, c_out):
-        xs = jnp.zeros((2, 6, 5, c_in), jnp.bfloat16)
-        ks = jnp.zeros((3, 3, c_in, c_out), jnp.bfloat16)
-        jaxpr = jax.make_jaxpr(jax.grad(lambda x, k: jnp.sum(ops.conv_same(x, k)),
-                                        argnums=(0, 1)))(xs, ks)
-        return _count_primitive(jaxpr.jaxpr, "conv_general_dilated")
-
-    # (40, 32): the input gradient's output, 40 wide, is a convolution.
-    assert convolutions(c_in, c_out) == (1 if c_in % 32 else 0)
-    # The forward only: the input gradient pads its contraction (c_out + 8) to 32s.
-    assert convolutions(c_in, c_out + 8) == 1 + (1 if c_in % 32 else 0)
+    jaxpr = jax.make_jaxpr(jax.grad(lambda x, k: jnp.sum(ops.conv_same(x, k)),
+                                    argnums=(0, 1)))(x, kernel)
+    assert _count_primitive(jaxpr.jaxpr, "conv_general_dilated") == convolutions
 
 
 @pytest.mark.parametrize("lead", [(), (3,), (2, 3)])

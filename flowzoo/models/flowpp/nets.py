@@ -261,18 +261,19 @@ class GatedBlock(nn.Module):
                           h.shape[:-1] + (sum(widths),))
         keep_conv, *keep_mix = _split_mask(keep, widths)
         h = GatedConv(self.filters, 1, self.dropout_rate, self.weight_norm,
-                      self.operand_dtype, name="conv")(
+                      operand_dtype=self.operand_dtype, name="conv")(
             h, context, keep_conv)
         h = nn.LayerNorm(epsilon=1e-5, dtype=h.dtype, name="norm_conv")(h)
         if self.mixer == "none":
             return h
         if self.mixer == "attention":
             h = GatedAttention(self.num_heads, self.dropout_rate, self.attention_loop,
-                               self.weight_norm, self.operand_dtype, name="attn")(
+                               self.weight_norm, operand_dtype=self.operand_dtype,
+                               name="attn")(
                 h, pos_emb, *keep_mix)
         else:
-            h = GatedNIN(self.dropout_rate, self.weight_norm, self.operand_dtype,
-                         name="nin")(h, pos_emb, *keep_mix)
+            h = GatedNIN(self.dropout_rate, self.weight_norm,
+                         operand_dtype=self.operand_dtype, name="nin")(h, pos_emb, *keep_mix)
         return nn.LayerNorm(epsilon=1e-5, dtype=h.dtype, name="norm_attn")(h)
 
 
@@ -382,12 +383,13 @@ class ContextNet(nn.Module):
         for b in range(self.blocks):
             keep_conv, *keep_attn = _split_mask(masks[b], widths)
             h = GatedConv(self.filters, 3, self.dropout_rate, self.weight_norm,
-                          self.operand_dtype, name=f"conv_{b}")(h, None, keep_conv)
+                          operand_dtype=self.operand_dtype, name=f"conv_{b}")(
+                h, None, keep_conv)
             if self.norm:
                 h = nn.LayerNorm(epsilon=1e-5, dtype=h.dtype, name=f"norm_{b}")(h)
             if self.attention:
                 h = GatedAttention(self.num_heads, self.dropout_rate, self.attention_loop,
-                                   self.weight_norm, self.operand_dtype,
+                                   self.weight_norm, operand_dtype=self.operand_dtype,
                                    name=f"attn_{b}")(h, pos_emb, *keep_attn)
                 h = nn.LayerNorm(epsilon=1e-5, dtype=h.dtype, name=f"norm_attn_{b}")(h)
         return h.astype(halves.dtype)

@@ -7,8 +7,11 @@ what differs is the program XLA gets:
   plain convolution or kh*kw matmuls, whichever side is wider; the input's a flipped-kernel
   convolution); autodiff's kernel gradient ran several times slower inside ``nn.scan``
   (docs/decisions.md#fpp-conv-same, #fpp-kernel-gradient).  With bfloat16 operands on a CPU
-  all three are matrix products, which reach the CPU's bfloat16 units where XLA:CPU's
-  bfloat16 convolutions do not (docs/decisions.md#fpp-bf16-conv-products).
+  the kernel gradient, and where the widths suit (``_forward_as_products``) the forward and
+  input gradient, are matrix products, which reach the CPU's bfloat16 units where XLA:CPU's
+  bfloat16 convolutions do not (docs/decisions.md#fpp-bf16-conv-products).  The form is
+  chosen at trace time from ``jax.default_backend()``, as ``attention_loop="auto"`` is; both
+  compute the same values.
 * :func:`conv`: ``conv_same``, or for a 1x1 kernel a product on (positions, channels) rows.
 * :func:`add_position`: ``x + pos_emb`` whose pos_emb gradient is a matrix-vector product.
 * :func:`concat_elu`: ``elu([x, -x])`` with one expm1 per element and a gradient from its output.
