@@ -92,25 +92,29 @@ def test_vlae_refuses_the_flowpp_only_products_policy(name):
         experiment.build_model(_config(name, "bfloat16_products"), shape, levels)
 
 
+def _eqns(jaxpr):
+    """Every equation of ``jaxpr`` and of the jaxprs nested in it (loops, jits, remat)."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            yield from _eqns(sub)
+
+
+def _products(jaxpr):
+    return [e for e in _eqns(jaxpr) if e.primitive.name in ("dot_general",
+                                                             "conv_general_dilated")]
+
+
 def _dtypes_of_products(jaxpr):
     """{(operand dtype, result dtype)} of every dot and convolution, loop bodies included."""
-    found = set()
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name in ("dot_general", "conv_general_dilated"):
-            found.add((str(eqn.invars[0].aval.dtype), str(eqn.outvars[0].aval.dtype)))
-        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-            found |= _dtypes_of_products(sub)
-    return found
+    return {(str(e.invars[0].aval.dtype), str(e.outvars[0].aval.dtype))
+            for e in _products(jaxpr)}
 
 
 def _bfloat16_sums(jaxpr):
     """Number of sums (``reduce_sum``, loop bodies included) over bfloat16 operands."""
-    count = 0
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "reduce_sum" and eqn.invars[0].aval.dtype == jnp.bfloat16:
-            count += 1
-        count += sum(_bfloat16_sums(sub) for sub in jax.extend.core.jaxprs_in_params(eqn.params))
-    return count
+    return sum(e.primitive.name == "reduce_sum" and e.invars[0].aval.dtype == jnp.bfloat16
+               for e in _eqns(jaxpr))
 
 
 # What may produce a bfloat16 value under "bfloat16_products": conversions and data
@@ -120,26 +124,20 @@ _MOVES = {"convert_element_type", "pad", "slice", "dynamic_slice", "dynamic_upda
           "expand_dims", "rev", "copy", "select_n", "stack"}
 
 
+def _bfloat16_out(eqn):
+    return any(getattr(v.aval, "dtype", None) == jnp.bfloat16 for v in eqn.outvars)
+
+
 def _bfloat16_arithmetic(jaxpr):
-    """Primitives other than conversions and data movement with a bfloat16 result."""
-    found = set()
-    for eqn in jaxpr.eqns:
-        subs = list(jax.extend.core.jaxprs_in_params(eqn.params))
-        if (not subs and eqn.primitive.name not in _MOVES
-                and any(getattr(v.aval, "dtype", None) == jnp.bfloat16 for v in eqn.outvars)):
-            found.add(eqn.primitive.name)
-        for sub in subs:  # loops, jits, checkpoints: what they compute is checked inside
-            found |= _bfloat16_arithmetic(sub)
-    return found
+    """Primitives other than conversions and data movement with a bfloat16 result (loops,
+    jits, checkpoints themselves aside: what they compute is checked inside)."""
+    return {e.primitive.name for e in _eqns(jaxpr)
+            if e.primitive.name not in _MOVES and _bfloat16_out(e)
+            and not list(jax.extend.core.jaxprs_in_params(e.params))}
 
 
 def _has_bfloat16(jaxpr):
-    for eqn in jaxpr.eqns:
-        if any(getattr(v.aval, "dtype", None) == jnp.bfloat16 for v in eqn.outvars):
-            return True
-        if any(_has_bfloat16(sub) for sub in jax.extend.core.jaxprs_in_params(eqn.params)):
-            return True
-    return False
+    return any(_bfloat16_out(e) for e in _eqns(jaxpr))
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -209,15 +207,9 @@ def test_bfloat16_bits_per_dim_match_float32_on_the_same_params(name, compute_dt
 def _product_operand_dtypes(jaxpr):
     """Operand dtypes of every convolution and every product without batch axes (the
     networks' convolutions; the attention's products have batch axes), loops included."""
-    found = []
-    for eqn in jaxpr.eqns:
-        name = eqn.primitive.name
-        if name == "conv_general_dilated" or (
-                name == "dot_general" and not eqn.params["dimension_numbers"][1][0]):
-            found.append(str(eqn.invars[0].aval.dtype))
-        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-            found += _product_operand_dtypes(sub)
-    return found
+    return [str(e.invars[0].aval.dtype) for e in _products(jaxpr)
+            if e.primitive.name == "conv_general_dilated"
+            or not e.params["dimension_numbers"][1][0]]
 
 
 @pytest.mark.parametrize("net", ["attention", "gated_nin", "context"])

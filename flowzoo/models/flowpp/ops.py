@@ -126,10 +126,9 @@ def _kernel_gradient_as_one_product(x, dy, kh, kw):
     narrow, wide = (x, dy) if shift_x else (dy, x)
     padded = jnp.transpose(jnp.pad(narrow, ((0, 0), (ph, ph), (pw, pw), (0, 0))), (3, 0, 1, 2))
 
-    def window(a, b):  # the same offsets as _kernel_gradient_as_products
-        if shift_x:
-            return padded[:, :, a:a + h, b:b + w]
-        return padded[:, :, 2 * ph - a:2 * ph - a + h, 2 * pw - b:2 * pw - b + w]
+    def window(a, b):
+        i, j = _window_start(a, b, kh, kw, shift_x)
+        return padded[:, :, i:i + h, j:j + w]
 
     cols = jnp.stack([window(a, b) for a in range(kh) for b in range(kw)])
     product = jnp.dot(cols.reshape(kh * kw * narrow.shape[-1], -1),
@@ -137,6 +136,14 @@ def _kernel_gradient_as_one_product(x, dy, kh, kw):
                       preferred_element_type=precision.accumulation(x.dtype))
     product = product.reshape(kh, kw, narrow.shape[-1], wide.shape[-1])
     return product if shift_x else jnp.transpose(product, (0, 1, 3, 2))
+
+
+def _window_start(a, b, kh, kw, shift_x):
+    """Where tap (a, b)'s window starts in the shifted side, padded by k // 2 (odd k) on
+    each side: dK[a, b] = sum over positions of x[h + a - ph, w + b - pw] dy[h, w], which is
+    padded x from (a, b) against dy, or (the same sum over x's positions) x against dy[h - a
+    + ph, w - b + pw], padded dy from (kh - 1 - a, kw - 1 - b)."""
+    return (a, b) if shift_x else (kh - 1 - a, kw - 1 - b)
 
 
 def _kernel_gradient(x, dy, kh, kw):
@@ -182,11 +189,10 @@ def _kernel_gradient_as_products(x, dy, kh, kw):
     shift_x = x.shape[-1] <= dy.shape[-1]
     padded = jnp.pad(x if shift_x else dy, pad)
 
-    def operands(i, j):
-        if shift_x:  # dK[i, j] = sum over n, h, w of x[n, h + i - ph, w + j - pw] dy[n, h, w]
-            return padded[:, i:i + h, j:j + w], dy
-        # The same sum over x's positions: x[n, h, w] dy[n, h - i + ph, w - j + pw].
-        return x, padded[:, 2 * ph - i:2 * ph - i + h, 2 * pw - j:2 * pw - j + w]
+    def operands(a, b):
+        i, j = _window_start(a, b, kh, kw, shift_x)
+        window = padded[:, i:i + h, j:j + w]
+        return (window, dy) if shift_x else (x, window)
 
     def product(a, b):  # on (positions, channels) rows: no transposed copies (XLA:CPU)
         return jnp.einsum("ri,ro->io", a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1]),
