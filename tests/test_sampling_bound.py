@@ -15,7 +15,10 @@ from experiments.benchmarks import sampling_bound
 from flowzoo.models.flowpp import attention, ops
 
 
-def test_count_multiplies_loop_bodies_and_sorts_the_kinds():
+@pytest.mark.parametrize("tile_rows", [64, 16])
+def test_count_multiplies_loop_bodies_and_sorts_the_kinds(monkeypatch, tile_rows):
+    # Untiled, and in 16-row query tiles (the softmax exponentials are then (2, 16, 64)).
+    monkeypatch.setattr(attention, "TILE_BYTES", 4 * 2 * 64 * tile_rows)
     rng = np.random.default_rng(3)
     qkv = jnp.asarray(rng.normal(size=(2, 64, 3, 2, 4)), jnp.float32)  # 2 examples, L = 64
     x = jnp.asarray(rng.normal(size=(1, 4, 4, 6)), jnp.float32)

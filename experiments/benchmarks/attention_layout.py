@@ -8,10 +8,16 @@ only.  Rerun this on a new machine or after a JAX upgrade to check that choice.
 
     python experiments/benchmarks/attention_layout.py [--batch_sizes 4,16] [--blocks 10]
 
-Prints one JSON line per (batch, loop): seconds per gradient evaluation (median) of
-``blocks`` scanned, rematerialised residual attention blocks on Flow++'s full-resolution
-shape (32 x 16 positions, 4 heads of 24 channels; remat policy ``nets.REMAT_POLICY``, as in
-the model), and the result's difference from ``loop="off"``.
+The loop's forward pass computes the softmax weights in query tiles of at most
+``attention.TILE_BYTES`` (1 MiB) each, sized for a 2 MiB L2 cache; ``--tile_bytes`` times
+other budgets (a budget above 4 MiB leaves L = 512 whole).
+
+    python experiments/benchmarks/attention_layout.py --tile_bytes 524288,1048576,8388608
+
+Prints one JSON line per (batch, loop, tile budget): seconds per gradient evaluation and per
+forward evaluation (medians) of ``blocks`` scanned, rematerialised residual attention blocks
+on Flow++'s full-resolution shape (32 x 16 positions, 4 heads of 24 channels; remat policy
+``nets.REMAT_POLICY``, as in the model), and the gradient's difference from ``loop="off"``.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from flowzoo.models.flowpp.attention import self_attention  # noqa: E402
+from flowzoo.models.flowpp import attention  # noqa: E402
 from flowzoo.models.flowpp.nets import REMAT_POLICY  # noqa: E402
 
 LENGTH, HEADS, DEPTH = 32 * 16, 4, 24
@@ -37,7 +43,7 @@ LENGTH, HEADS, DEPTH = 32 * 16, 4, 24
 def loss_fn(loop):
     def block(h, w):
         qkv = (h @ w).reshape(h.shape[:-1] + (3, HEADS, DEPTH))
-        out = self_attention(qkv, loop)
+        out = attention.self_attention(qkv, loop)
         h = h + out.reshape(h.shape)
         return h / jnp.sqrt(1.0 + jnp.mean(h * h, axis=-1, keepdims=True)), None
 
@@ -50,35 +56,53 @@ def loss_fn(loop):
     return loss
 
 
-def main():
+def _median_seconds(fn, args, repeats):
+    """(median seconds of ``repeats`` calls, first call's seconds, first result)."""
+    start = time.perf_counter()
+    result = jax.block_until_ready(fn(*args))
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), first, result
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch_sizes", default="4,16")
     parser.add_argument("--blocks", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    parser.add_argument("--tile_bytes", default=str(attention.TILE_BYTES),
+                        help="comma-separated query-tile budgets for loop='examples'")
+    args = parser.parse_args(argv)
     features = HEADS * DEPTH
     weights = 0.1 * jax.random.normal(jax.random.PRNGKey(1), (args.blocks, features, 3 * features))
+    default_tile_bytes = attention.TILE_BYTES
     for batch in (int(b) for b in args.batch_sizes.split(",")):
         x = jax.random.normal(jax.random.PRNGKey(0), (batch, LENGTH, features))
         reference = None
-        for loop in ("off", "examples"):
-            grad = jax.jit(jax.grad(loss_fn(loop), argnums=(0, 1)))
-            start = time.perf_counter()
-            result = jax.block_until_ready(grad(weights, x))
-            compile_s = time.perf_counter() - start
-            times = []
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                jax.block_until_ready(grad(weights, x))
-                times.append(time.perf_counter() - start)
-            reference = result if reference is None else reference
-            rel = max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
-                      for a, b in zip(result, reference))
-            print(json.dumps(dict(loop=loop, batch=batch, blocks=args.blocks,
-                                  grad_s=round(float(np.median(times)), 4),
-                                  first_call_s=round(compile_s, 2),
-                                  max_rel_diff_vs_off=float(f"{rel:.2g}"),
-                                  backend=jax.default_backend())), flush=True)
+        cases = [("off", None)] + [("examples", int(t)) for t in args.tile_bytes.split(",")]
+        try:
+            for loop, tile_bytes in cases:
+                attention.TILE_BYTES = tile_bytes or default_tile_bytes
+                loss = loss_fn(loop)  # traced afresh: the tiles are chosen at trace time
+                grad_s, compile_s, result = _median_seconds(
+                    jax.jit(jax.grad(loss, argnums=(0, 1))), (weights, x), args.repeats)
+                forward_s, _, _ = _median_seconds(jax.jit(loss), (weights, x), args.repeats)
+                reference = result if reference is None else reference
+                rel = max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+                          for a, b in zip(result, reference))
+                tiles = len(attention.query_tiles(LENGTH, HEADS)) if loop == "examples" else None
+                print(json.dumps(dict(loop=loop, tile_bytes=tile_bytes, query_tiles=tiles,
+                                      batch=batch, blocks=args.blocks,
+                                      grad_s=round(grad_s, 4), forward_s=round(forward_s, 4),
+                                      first_call_s=round(compile_s, 2),
+                                      max_rel_diff_vs_off=float(f"{rel:.2g}"),
+                                      backend=jax.default_backend())), flush=True)
+        finally:
+            attention.TILE_BYTES = default_tile_bytes
 
 
 if __name__ == "__main__":

@@ -7,9 +7,9 @@ costliest branch; a ``while`` loop is refused):
 
 * products: 3x3 convolutions, plain matmuls (1x1 convolutions, projections) and the
   attention's batched products (logits, weights x values);
-* exponentials (the ``exp`` primitive only): the softmax's (recognised by shape: on
-  (..., L, L) arrays with L >= 64) and all others (mostly the mixture CDF inverse's
-  bisection).
+* exponentials (the ``exp`` primitive only): the softmax's (those under the attention's
+  :data:`~flowzoo.models.flowpp.attention.SOFTMAX_SCOPE` name scope) and all others
+  (mostly the mixture CDF inverse's bisection).
 
 It times each kind alone at the official model's full-resolution shapes, in float32, two
 ways (:func:`rates`), keeps the faster, and prints the time per image at those rates with
@@ -44,7 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 from experiments.benchmarks import cpu_rates, flowpp  # noqa: E402
 from experiments.benchmarks.common import machine  # noqa: E402
-from flowzoo.models.flowpp import ops  # noqa: E402
+from flowzoo.models.flowpp import attention, ops  # noqa: E402
 from flowzoo.training import cpu_devices  # noqa: E402
 
 
@@ -65,9 +65,8 @@ def count(jaxpr, multiplier=1, totals=None) -> dict:
             window = tuple(rhs[d] for d in params["dimension_numbers"].rhs_spec[2:])
             add("conv3x3_flop" if window == (3, 3) else "matmul_flop", flowpp.product_flops(eqn))
         elif name == "exp":
-            shape = eqn.invars[0].aval.shape
-            softmax = len(shape) >= 2 and shape[-1] == shape[-2] and shape[-1] >= 64
-            add("softmax_exp" if softmax else "other_exp", np.prod(shape))
+            softmax = attention.SOFTMAX_SCOPE in str(eqn.source_info.name_stack)
+            add("softmax_exp" if softmax else "other_exp", np.prod(eqn.invars[0].aval.shape))
         if name == "while":
             raise ValueError("sampling_bound.count: a while loop has no static trip count; "
                              "only scans (and fori_loops with static bounds) are counted.")

@@ -11,28 +11,34 @@ is a convex combination of sigmoids, ``logit F(x)`` lies between the smallest
 and largest ``(x - mu_k) / s_k``, so ``x`` lies in the tight bracket
 ``[min_k mu_k + t s_k, max_k mu_k + t s_k]``.  A fixed number of bisection steps
 in that bracket is followed by safeguarded Newton steps; everything has a static
-trip count, so it compiles with no host round trips.  Gradients of the inverse
-flow through one final Newton step at the stopped solution (the implicit-function
-theorem).
+trip count, so it compiles with no host round trips.  The inverse's derivatives are
+those of the implicit-function theorem at the solution (a ``custom_jvp``), computed only
+where something differentiates.
 
-Bisection only needs the sign of ``logit F(x) - t``, never its value, so it
-compares ``F e^-min(t,0)`` with ``(1 - F) e^max(t,0)`` (:func:`_is_below`): each side
-a sum of positive terms, at least 1/2 near the root for any t, so neither loses
-precision nor under/overflows where it matters.  No logarithms and one reduction
-per step (speed against log-space comparisons: experiments/benchmarks/mixture_cdf_inverse.py,
-docs/decisions.md#core-mixture-bisection).
-The Newton steps, which set the final accuracy, use the log-space value.
+Neither needs a logarithm.  ``logit F(x) < t`` exactly where
+``D(x) = F e^-min(t,0) - (1 - F) e^max(t,0) < 0``; each side is a sum of positive terms,
+at least 1/2 near the root for any t, so neither loses precision nor under/overflows
+where it matters.  Bisection takes D's sign (:func:`_is_below`, one reduction a step;
+speed against log-space comparisons: experiments/benchmarks/mixture_cdf_inverse.py,
+docs/decisions.md#core-mixture-bisection), and Newton steps on D itself
+(:func:`_scaled_difference`, its value and slope from the same exponentials) set the final
+accuracy (docs/decisions.md#core-mixture-scaled-newton).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 
 from flowzoo import _checks, _logistic
 from flowzoo.bijectors.base import Bijector
+
+
+# Float32 bisection steps before Newton (16 failed the accuracy tests; 20 matched 24).
+BISECTION_STEPS = 20
 
 
 def _logit_cdf_and_log_slope(x, logits, means, log_scales):
@@ -42,18 +48,34 @@ def _logit_cdf_and_log_slope(x, logits, means, log_scales):
     return log_cdf - log_sf, log_pdf - log_cdf - log_sf
 
 
-def _is_below(x, log_weights_cdf, log_weights_sf, means, inv_scales):
-    """logit F(x) < t, elementwise, without logarithms (t enters through the weights).
+def _scaled_difference(x, log_weights_cdf, log_weights_sf, means, inv_scales):
+    """D(x) = F e^-min(t,0) - (1 - F) e^max(t,0), increasing in x and zero at the root of
+    logit F(x) = t, and its slope dD/dx, elementwise, without logarithms (t enters
+    through the weights).
 
-    With z_k = (x - mu_k) / s_k and r_k = 1 / (1 + e^-|z_k|), sigmoid(z_k) =
-    e^min(z_k,0) r_k and sigmoid(-z_k) = e^-max(z_k,0) r_k, so the test
-    F e^-min(t,0) < (1 - F) e^max(t,0) reads
-    sum_k (e^(w_k + min(z_k,0)) - e^(v_k - max(z_k,0))) r_k < 0 with the loop
-    invariants w = log pi - min(t,0) and v = log pi + max(t,0) (one reduction).  Near
-    the root both sides are at least 1/2; far from it the terms of one side may
-    overflow to inf (those of the other are at most 1, so no inf - inf), which still
-    compares the right way round.
+    With z_k = (x - mu_k) / s_k, u_k = e^-|z_k| and r_k = 1 / (1 + u_k),
+    sigmoid(z_k) = e^min(z_k,0) r_k and sigmoid(-z_k) = e^-max(z_k,0) r_k, so
+    D = sum_k c_k - d_k with c_k = e^(w_k + min(z_k,0)) r_k and d_k = e^(v_k - max(z_k,0)) r_k
+    for the loop invariants w = log pi - min(t,0) and v = log pi + max(t,0), and
+    dD/dx = sum_k (c_k sigmoid(-z_k) + d_k sigmoid(z_k)) / s_k.  Near the root both sums
+    are at least 1/2, so D has the precision of its terms; far from it the terms of one
+    side may overflow to inf (those of the other are at most 1, so no inf - inf), which
+    still has the right sign.
     """
+    z = (x[..., None] - means) * inv_scales
+    u = jnp.exp(-jnp.abs(z))
+    r = 1.0 / (1.0 + u)
+    cdf_terms = jnp.exp(log_weights_cdf + jnp.minimum(z, 0.0)) * r
+    sf_terms = jnp.exp(log_weights_sf - jnp.maximum(z, 0.0)) * r
+    positive = z > 0
+    sigmoid_z, sigmoid_minus_z = jnp.where(positive, r, u * r), jnp.where(positive, u * r, r)
+    slope = jnp.sum((cdf_terms * sigmoid_minus_z + sf_terms * sigmoid_z) * inv_scales, axis=-1)
+    return jnp.sum(cdf_terms - sf_terms, axis=-1), slope
+
+
+def _is_below(x, log_weights_cdf, log_weights_sf, means, inv_scales):
+    """logit F(x) < t, elementwise: the sign of D (:func:`_scaled_difference`), with one
+    reduction."""
     z = (x[..., None] - means) * inv_scales
     r = 1.0 / (1.0 + jnp.exp(-jnp.abs(z)))
     cdf_terms = jnp.exp(log_weights_cdf + jnp.minimum(z, 0.0))
@@ -80,10 +102,10 @@ def _solve_logit_cdf(t, logits, means, log_scales, num_bisection_steps, num_newt
 
     def newton(_, state):
         x, lo, hi = state
-        g, log_slope = _logit_cdf_and_log_slope(x, logits, means, log_scales)
-        lo = jnp.where(g < t, x, lo)
-        hi = jnp.where(g < t, hi, x)
-        step = x - (g - t) * jnp.exp(-log_slope)
+        d, slope = _scaled_difference(x, log_weights_cdf, log_weights_sf, means, inv_scales)
+        lo = jnp.where(d < 0, x, lo)
+        hi = jnp.where(d < 0, hi, x)
+        step = x - d / slope
         # Keep Newton inside the bracket; fall back to bisection if it leaves.
         inside = (step > lo) & (step < hi)
         return jnp.where(inside, step, 0.5 * (lo + hi)), lo, hi
@@ -92,15 +114,24 @@ def _solve_logit_cdf(t, logits, means, log_scales, num_bisection_steps, num_newt
     return x
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(4, 5))
 def _inverse_logit_cdf(t, logits, means, log_scales, num_bisection_steps, num_newton_steps):
-    """Solution of logit F(x) = t with implicit-function-theorem gradients."""
-    x0 = jax.lax.stop_gradient(
-        _solve_logit_cdf(t, logits, means, log_scales, num_bisection_steps, num_newton_steps)
-    )
-    g, log_slope = _logit_cdf_and_log_slope(x0, logits, means, log_scales)
-    # Zero in value (g(x0) == t up to rounding), exact first derivatives.
-    correction = (g - t) * jnp.exp(-log_slope)
-    return x0 - (correction - jax.lax.stop_gradient(correction))
+    """Solution of logit F(x) = t with implicit-function-theorem derivatives, which run only
+    where something differentiates (sampling evaluates the solve alone)."""
+    return _solve_logit_cdf(t, logits, means, log_scales, num_bisection_steps, num_newton_steps)
+
+
+@_inverse_logit_cdf.defjvp
+def _inverse_logit_cdf_jvp(num_bisection_steps, num_newton_steps, primals, tangents):
+    """dx = -(d logit F at fixed x - dt) / (d logit F / dx), at the solution x."""
+    x = _inverse_logit_cdf(*primals, num_bisection_steps, num_newton_steps)
+
+    def residual(t, logits, means, log_scales):
+        g, log_slope = _logit_cdf_and_log_slope(x, logits, means, log_scales)
+        return g - t, log_slope
+
+    _, residual_dot, log_slope = jax.jvp(residual, primals, tangents, has_aux=True)
+    return x, -residual_dot * jnp.exp(-log_slope)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,9 +141,9 @@ class LogisticMixtureCDF(Bijector):
     params: ``{'logits', 'means', 'log_scales'}`` of shape ``x.shape + (K,)`` (or
     broadcastable), and ``{'log_scale', 'shift'}`` (a, b) broadcastable to ``x``.
     Mixture log-scales are clamped at ``log_scale_min`` (Flow++: -7).
-    ``num_bisection_steps=None`` picks the count from the dtype: 24 for float32
-    (then Newton reaches float32 precision; docs/decisions.md#core-mixture-inverse), 50 for
-    float64.
+    ``num_bisection_steps=None`` picks the count from the dtype: ``BISECTION_STEPS`` (20)
+    for float32 (then Newton reaches float32 precision;
+    docs/decisions.md#core-mixture-scaled-newton), 50 for float64.
     """
 
     num_components: int = 32
@@ -173,7 +204,7 @@ class LogisticMixtureCDF(Bijector):
         t, logits, means, log_scales = _broadcast_mixture(t, logits, means, log_scales)
         steps = self.num_bisection_steps
         if steps is None:
-            steps = 24 if jnp.finfo(t.dtype).bits <= 32 else 50
+            steps = BISECTION_STEPS if jnp.finfo(t.dtype).bits <= 32 else 50
         x = _inverse_logit_cdf(t, logits, means, log_scales, steps, self.num_newton_steps)
         _, log_slope = _logit_cdf_and_log_slope(x, logits, means, log_scales)
         log_det = jnp.broadcast_to(-(a + log_slope), x.shape)

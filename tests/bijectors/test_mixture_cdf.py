@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -122,6 +123,31 @@ def test_inverse_gradient_is_implicit_function_derivative():
     eps = 1e-6
     fd = (first_output(eps) - first_output(-eps)) / (2 * eps)
     np.testing.assert_allclose(grad, fd, rtol=1e-5)
+
+
+def test_the_solve_takes_no_logarithm_and_derivatives_only_when_asked():
+    """The solve (bisection, then Newton on the scaled difference) runs without the
+    log-space evaluation of the mixture (log-sigmoids: log1p); the implicit-function
+    derivative's appears only in a differentiated program."""
+    from flowzoo.bijectors import mixture_cdf
+    params = _random_mixtures(jax.random.PRNGKey(5), 4, -7.0)
+    t = jnp.linspace(-3.0, 3.0, N)
+    args = (t, params["logits"], params["means"], params["log_scales"])
+
+    def primitives(fn, *a):
+        names, todo = set(), [jax.make_jaxpr(fn)(*a).jaxpr]
+        while todo:
+            jaxpr = todo.pop()
+            for eqn in jaxpr.eqns:
+                names.add(eqn.primitive.name)
+                todo += list(jax.extend.core.jaxprs_in_params(eqn.params))
+        return names
+
+    def solve(*a):
+        return mixture_cdf._inverse_logit_cdf(*a, 20, 4)
+
+    assert "log1p" not in primitives(solve, *args)
+    assert "log1p" in primitives(jax.grad(lambda t: jnp.sum(solve(t, *args[1:]))), t)
 
 
 def test_coupling_factory_layout_matches_flowpp():

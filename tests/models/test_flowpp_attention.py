@@ -5,6 +5,8 @@ vmap, and lets a rematerialised block keep its output instead of recomputing it.
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.extend.core
 import jax.numpy as jnp
@@ -61,6 +63,36 @@ def test_example_loop_matches_the_batched_attention(lead):
     np.testing.assert_allclose(value, jnp.sum(w * _textbook(q, k, v)), rtol=1e-12)
     for g, e in zip(grads, ref_grads):
         np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+
+
+def test_query_tiles_cover_the_rows_within_the_byte_budget(monkeypatch):
+    # The official full-resolution couplings: L = 512 in 128-row tiles of 1 MiB, L = 256 whole.
+    assert attention.query_tiles(512, 4) == tuple(slice(i, i + 128) for i in range(0, 512, 128))
+    assert attention.query_tiles(256, 4) == (slice(0, 256),)
+    monkeypatch.setattr(attention, "TILE_BYTES", 4 * 2 * 100 * 20)  # 20 rows -> 16
+    tiles = attention.query_tiles(100, 2)
+    assert [(t.start, t.stop) for t in tiles] == [(i, min(i + 16, 100)) for i in range(0, 100, 16)]
+    monkeypatch.setattr(attention, "TILE_BYTES", 1)  # at least 8 rows a tile
+    assert attention.query_tiles(20, 2) == (slice(0, 8), slice(8, 16), slice(16, 20))
+
+
+@pytest.mark.parametrize("lead", [(3,), (16,)])
+def test_query_tiles_give_the_untiled_values_and_gradients(monkeypatch, lead):
+    # L = 20 in tiles of 8, 8 and 4 rows in the forward pass (the backward takes the whole
+    # weights); 16 examples on the 8 test devices make groups of 8.
+    monkeypatch.setattr(attention, "TILE_BYTES", 4 * 2 * 20 * 8)
+    q, k, v = _qkv(lead, length=20, seed=7)
+    w = jnp.asarray(np.random.default_rng(8).normal(size=q.shape))
+
+    def loss(loop, qkv):
+        return jnp.sum(w * attention.self_attention(qkv, loop=loop))
+
+    grad = jax.value_and_grad(lambda qkv: loss("examples", qkv))
+    assert len(_dot_batch_ranks(jax.make_jaxpr(grad)(_stacked(q, k, v)).jaxpr)) == 3 * 2 + 5
+    value, grads = jax.jit(grad)(_stacked(q, k, v))
+    ref_value, ref_grads = jax.value_and_grad(lambda qkv: loss("off", qkv))(_stacked(q, k, v))
+    np.testing.assert_allclose(value, ref_value, rtol=1e-12)
+    np.testing.assert_allclose(grads, ref_grads, rtol=1e-10, atol=1e-12)
 
 
 def test_self_attention_names_the_stacked_layout_it_takes():
@@ -161,3 +193,15 @@ def test_a_group_of_examples_multiplies_as_merged_heads():
         _stacked(q, k, v))
     ranks = _dot_batch_ranks(closed.jaxpr)
     assert len(ranks) == 7 and set(ranks) == {1}, ranks  # 2 forward + 5 backward products
+
+
+def test_layout_benchmark_times_each_tile_budget(capsys):
+    from experiments.benchmarks import attention_layout
+    attention_layout.main(["--batch_sizes", "1", "--blocks", "1", "--repeats", "1",
+                           "--tile_bytes", "524288,8388608"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [(r["loop"], r["query_tiles"]) for r in lines] == [
+        ("off", None), ("examples", 8), ("examples", 1)]
+    assert all(r["grad_s"] > 0 and r["forward_s"] > 0 for r in lines)
+    assert all(r["max_rel_diff_vs_off"] < 1e-4 for r in lines)
+    assert attention.TILE_BYTES == 1 << 20  # restored

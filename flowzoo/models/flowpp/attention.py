@@ -12,9 +12,11 @@ Two layouts of the same function (``loop``):
   the backward recomputes the weights from them).  Why: on a CPU the (N, heads, L, L) logits
   of a batch outgrow the cache (64 MiB for the official CIFAR-10 couplings at N = 16,
   L = 512) and every softmax pass streams them through memory, while one example's 4 MiB
-  stay in cache.  The output and log-normaliser carry the checkpoint name
-  :data:`ATTENTION_OUTPUT`, so a rematerialised block that saves that name does not run the
-  attention forward again in its backward pass.  Reverse mode only (``jax.grad``/``jacrev``).
+  stay in cache.  The forward pass goes further and takes them a tile of query rows at a
+  time (:func:`query_tiles`, at most 1 MiB a tile), within a core's L2.  The output and
+  log-normaliser carry the checkpoint name :data:`ATTENTION_OUTPUT`, so a rematerialised
+  block that saves that name does not run the attention forward again in its backward pass.
+  Reverse mode only (``jax.grad``/``jacrev``).
   The loop runs over the examples within each of ``G = gcd(N, jax.device_count())`` groups,
   G examples per iteration, so a batch sharded over the devices stays sharded (a loop over a
   sharded axis would make XLA gather the whole batch on every device).
@@ -24,7 +26,7 @@ Two layouts of the same function (``loop``):
 Precision: q, k, v in bfloat16 (``config.model.compute_dtype``) give float32 logits
 (float32 accumulation), a float32 softmax and log-normaliser, bfloat16 weights in the
 weighted sum of v (float32 accumulation), and a bfloat16 output; the backward pass the same.
-Figures: docs/decisions.md#fpp-attention-loop, #fpp-attention-layouts;
+Figures: docs/decisions.md#fpp-attention-loop, #fpp-attention-layouts, #fpp-attention-tiles;
 ``experiments/benchmarks/attention_layout.py``, ``attention_products.py``.
 """
 
@@ -40,6 +42,9 @@ from flowzoo.models import precision
 
 ATTENTION_LOOPS = ("auto", "examples", "off")
 ATTENTION_OUTPUT = "flowpp_attention_output"
+# The name scope of the softmax exponentials (in profiles, and for the sampling benchmark's
+# counts, experiments/benchmarks/sampling_bound.py).
+SOFTMAX_SCOPE = "flowpp_attention_softmax"
 
 
 def _product(spec, a, b):
@@ -53,7 +58,8 @@ def attend(q, k, v):
     """Softmax attention.  q, k, v: (..., L, heads, d) -> (..., L, heads, d)."""
     s = _product("...qhd,...khd->...hqk", q * (q.shape[-1] ** -0.5), k)
     # Softmax does not depend on the shift, so the max needs no gradient.
-    e = jnp.exp(s - jax.lax.stop_gradient(jnp.max(s, axis=-1, keepdims=True)))
+    with jax.named_scope(SOFTMAX_SCOPE):
+        e = jnp.exp(s - jax.lax.stop_gradient(jnp.max(s, axis=-1, keepdims=True)))
     out = _product("...hqk,...khd->...qhd", e.astype(v.dtype), v)
     return (out / jnp.swapaxes(jnp.sum(e, axis=-1), -1, -2)[..., None]).astype(v.dtype)
 
@@ -123,22 +129,46 @@ def _from_rows(t, like):
     return jnp.swapaxes(t.reshape((t.shape[0], like.shape[0], -1, t.shape[-1])), 0, 1)
 
 
-def _logits(a, b):
-    """sum_d a[q, h, d] b[k, h, d] -> (heads, L, L), heads = H or G * H."""
-    heads_first = _heads_first(b)
-    return _product("hqd,hdk->hqk", _heads_first(a), jnp.swapaxes(heads_first, 1, 2))
+def _columns(t):
+    """(L, H, d) -> (H, d, L); (G, L, H, d) -> (G * H, d, L): the right operand of the
+    logits, sum_d a[h, q, d] b[h, d, k] -> (heads, L, L)."""
+    return jnp.swapaxes(_heads_first(t), 1, 2)
+
+
+# Query tiles: a step computes its (heads, L, L) weights a tile of query rows at a time, so
+# that each tile's float32 weights (heads, rows, L) stay within TILE_BYTES and the softmax
+# passes over them (max, exp, sum, the weights x values product) run from a core's L2 cache
+# rather than memory.  On the Xeon AMX VM (2 MiB L2 a core) 128-row tiles of L = 512 ran
+# one core's forward of 8 examples in 12.0-12.5 ms against 13.8-14.9 untiled, while tiling
+# L = 256 (1 MiB untiled) was slower (3.2 against 2.6 ms); docs/decisions.md#fpp-attention-tiles.
+TILE_BYTES = 1 << 20
+
+
+def query_tiles(length: int, heads: int) -> tuple[slice, ...]:
+    """Row slices of at most TILE_BYTES of float32 weights (heads, rows, length) each, in
+    multiples of 8 rows; one slice (no tiling) where all the weights fit."""
+    rows = TILE_BYTES // (4 * heads * length)
+    if rows >= length:
+        return (slice(0, length),)
+    rows = max(8, rows - rows % 8)
+    return tuple(slice(i, min(i + rows, length)) for i in range(0, length, rows))
 
 
 def _step_forward(qkv):
     """One loop step.  qkv ([G,] L, 3, H, d) -> out ([G,] L, H, d) in qkv's dtype and the
     log-normaliser ([G,] H, L, 1), at least float32."""
     q, k, v = _split(qkv)
-    s = _logits(q, k)
-    m = jnp.max(s, axis=-1, keepdims=True)
-    e = jnp.exp(s - m)
-    total = jnp.sum(e, axis=-1, keepdims=True)
-    out = _product("hqk,khd->hqd", e.astype(v.dtype), _rows(v)) / total
-    lse = m + jnp.log(total)
+    q_heads, k_columns, v_rows = _heads_first(q), _columns(k), _rows(v)
+    outs, lses = [], []
+    for rows in query_tiles(q.shape[-3], q.shape[-2]):
+        s = _product("hqd,hdk->hqk", q_heads[:, rows], k_columns)
+        m = jnp.max(s, axis=-1, keepdims=True)
+        with jax.named_scope(SOFTMAX_SCOPE):
+            e = jnp.exp(s - m)
+        total = jnp.sum(e, axis=-1, keepdims=True)
+        outs.append(_product("hqk,khd->hqd", e.astype(v.dtype), v_rows) / total)
+        lses.append(m + jnp.log(total))
+    out, lse = jnp.concatenate(outs, axis=1), jnp.concatenate(lses, axis=1)
     if v.ndim == 4:
         lse = lse.reshape((v.shape[0], -1) + lse.shape[1:])  # (G * H, ...) -> (G, H, ...)
     return _from_heads_first(out, v).astype(v.dtype), lse
@@ -146,12 +176,16 @@ def _step_forward(qkv):
 
 def _step_backward(qkv, out, lse, d_out):
     """The gradient of qkv ([G,] L, 3, H, d) in its dtype; softmax weights and their
-    gradient in (at least) float32, narrowed only as operands of the products."""
+    gradient in (at least) float32, narrowed only as operands of the products.  Whole
+    weights, not query tiles: tiled, the train step was no faster (docs/decisions.md#fpp-
+    attention-tiles)."""
     q, k, v = _split(qkv)
-    p = jnp.exp(_logits(q, k) - lse.reshape((-1,) + lse.shape[-2:]))  # the weights again
+    s = _product("hqd,hdk->hqk", _heads_first(q), _columns(k))
+    with jax.named_scope(SOFTMAX_SCOPE):
+        p = jnp.exp(s - lse.reshape((-1,) + lse.shape[-2:]))  # the weights again
     d_out = d_out.astype(v.dtype)
     d_v = _from_rows(_product("hqk,qhd->khd", p.astype(v.dtype), _rows(d_out)), v)
-    d_p = _logits(d_out, v)
+    d_p = _product("hqd,hdk->hqk", _heads_first(d_out), _columns(v))
     row = _heads_first(jnp.sum(d_out.astype(p.dtype) * out, axis=-1, keepdims=True))
     d_s = (p * (d_p - row)).astype(q.dtype)  # (heads, L, L)
     d_q = _from_heads_first(_product("hqk,khd->hqd", d_s, _rows(k)), k) * _scale(qkv)
