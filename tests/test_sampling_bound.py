@@ -17,7 +17,8 @@ from flowzoo.models.flowpp import attention, ops
 
 @pytest.mark.parametrize("tile_rows", [64, 16])
 def test_count_multiplies_loop_bodies_and_sorts_the_kinds(monkeypatch, tile_rows):
-    # Untiled, and in 16-row query tiles (the softmax exponentials are then (2, 16, 64)).
+    # Untiled, and in 16-row query tiles (the softmax exponentials are then (4, 16, 64):
+    # 2 examples on the 8 test devices make one group of 2, merged into 4 heads).
     monkeypatch.setattr(attention, "TILE_BYTES", 4 * 2 * 64 * tile_rows)
     rng = np.random.default_rng(3)
     qkv = jnp.asarray(rng.normal(size=(2, 64, 3, 2, 4)), jnp.float32)  # 2 examples, L = 64

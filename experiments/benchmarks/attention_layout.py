@@ -10,7 +10,7 @@ only.  Rerun this on a new machine or after a JAX upgrade to check that choice.
 
 The loop's forward pass computes the softmax weights in query tiles of at most
 ``attention.TILE_BYTES`` (1 MiB) each, sized for a 2 MiB L2 cache; ``--tile_bytes`` times
-other budgets (a budget above 4 MiB leaves L = 512 whole).
+other budgets (a budget of 4 MiB or more leaves L = 512 whole).
 
     python experiments/benchmarks/attention_layout.py --tile_bytes 524288,1048576,8388608
 
@@ -77,13 +77,16 @@ def main(argv=None):
     parser.add_argument("--tile_bytes", default=str(attention.TILE_BYTES),
                         help="comma-separated query-tile budgets for loop='examples'")
     args = parser.parse_args(argv)
+    budgets = [int(t) for t in args.tile_bytes.split(",")]
+    if min(budgets) <= 0:
+        parser.error(f"--tile_bytes takes positive byte counts, got {args.tile_bytes!r}")
     features = HEADS * DEPTH
     weights = 0.1 * jax.random.normal(jax.random.PRNGKey(1), (args.blocks, features, 3 * features))
     default_tile_bytes = attention.TILE_BYTES
     for batch in (int(b) for b in args.batch_sizes.split(",")):
         x = jax.random.normal(jax.random.PRNGKey(0), (batch, LENGTH, features))
         reference = None
-        cases = [("off", None)] + [("examples", int(t)) for t in args.tile_bytes.split(",")]
+        cases = [("off", None)] + [("examples", t) for t in budgets]
         try:
             for loop, tile_bytes in cases:
                 attention.TILE_BYTES = tile_bytes or default_tile_bytes

@@ -1,6 +1,7 @@
 """Float32 accuracy and speed of the logistic-mixture-CDF inverse.
 
-Compares flowzoo's inverse (tight bracket + bisection in logit space + Newton)
+Compares flowzoo's inverse (tight bracket, bisection and Newton steps on the scaled
+difference F e^-min(t,0) - (1 - F) e^max(t,0))
 with the bisection the official Flow++ code uses (x-space, CDF compared in
 probability space, bounds mu -/+ 200 * sum(scales), 200 steps), on random
 mixtures at points where the CDF is a given distance from 0 or 1.

@@ -125,6 +125,43 @@ def test_inverse_gradient_is_implicit_function_derivative():
     np.testing.assert_allclose(grad, fd, rtol=1e-5)
 
 
+def test_scaled_difference_has_the_sign_of_the_logit_residual_and_its_slope():
+    """D(x) = F e^-min(t,0) - (1-F) e^max(t,0) (float64): its sign is that of logit F - t,
+    and its slope is dD/dx (against autodiff of D)."""
+    from flowzoo.bijectors import mixture_cdf
+    params = jax.tree.map(lambda a: a.astype(jnp.float64),
+                          _random_mixtures(jax.random.PRNGKey(9), 6, -3.0))
+    t = jnp.asarray(np.random.default_rng(9).normal(size=N) * 4.0)
+    log_pi = jax.nn.log_softmax(params["logits"], axis=-1)
+    weights = (log_pi - jnp.minimum(t, 0.0)[:, None], log_pi + jnp.maximum(t, 0.0)[:, None])
+    inv_scales = jnp.exp(-params["log_scales"])
+    x = jnp.asarray(np.random.default_rng(10).normal(size=N) * 3.0)
+
+    def scaled(x):
+        return mixture_cdf._scaled_difference(x, *weights, params["means"], inv_scales)
+
+    (d, slope), (d_dot, _) = jax.jvp(scaled, (x,), (jnp.ones_like(x),))
+    g, _ = mixture_cdf._logit_cdf_and_log_slope(x, params["logits"], params["means"],
+                                                params["log_scales"])
+    np.testing.assert_array_equal(np.sign(d), np.sign(g - t))
+    np.testing.assert_allclose(slope, d_dot, rtol=1e-12)
+
+
+def test_newton_converges_from_a_coarse_bracket_and_stays_converged():
+    """Float64, well-conditioned mixtures: 8 bisection steps leave a bracket ~1/256 of its
+    start, and Newton on the scaled difference takes x to 1e-10 of the root; a converged
+    step is kept, not thrown back to the bracket's midpoint."""
+    bijector = fb.LogisticMixtureCDF(num_components=5, num_bisection_steps=8,
+                                     num_newton_steps=8)
+    params = jax.tree.map(lambda a: a.astype(jnp.float64),
+                          _random_mixtures(jax.random.PRNGKey(4), 5, -2.0))
+    for cdf in (0.01, 0.3, 0.9):
+        x = jnp.asarray(_x_where_cdf_is(params, cdf))
+        y, _ = bijector.forward(params, x)
+        x_back, _ = jax.jit(bijector.inverse)(params, y)
+        assert float(jnp.max(jnp.abs(x_back - x))) < 1e-10, cdf
+
+
 def test_the_solve_takes_no_logarithm_and_derivatives_only_when_asked():
     """The solve (bisection, then Newton on the scaled difference) runs without the
     log-space evaluation of the mixture (log-sigmoids: log1p); the implicit-function

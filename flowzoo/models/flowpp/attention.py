@@ -146,7 +146,10 @@ TILE_BYTES = 1 << 20
 
 def query_tiles(length: int, heads: int) -> tuple[slice, ...]:
     """Row slices of at most TILE_BYTES of float32 weights (heads, rows, length) each, in
-    multiples of 8 rows; one slice (no tiling) where all the weights fit."""
+    multiples of 8 rows; one slice (no tiling) where all the weights fit.  ``heads`` is one
+    example's: a loop step's group of G examples is meant to be sharded one example per
+    device, so each device holds one example's weights (unsharded, a tile holds G times
+    the budget).  The budget counts 4 bytes an element (float64 weights take twice it)."""
     rows = TILE_BYTES // (4 * heads * length)
     if rows >= length:
         return (slice(0, length),)
@@ -177,8 +180,8 @@ def _step_forward(qkv):
 def _step_backward(qkv, out, lse, d_out):
     """The gradient of qkv ([G,] L, 3, H, d) in its dtype; softmax weights and their
     gradient in (at least) float32, narrowed only as operands of the products.  Whole
-    weights, not query tiles: tiled, the train step was no faster (docs/decisions.md#fpp-
-    attention-tiles)."""
+    weights, not query tiles: tiled, the train step was no faster
+    (docs/decisions.md#fpp-attention-tiles)."""
     q, k, v = _split(qkv)
     s = _product("hqd,hdk->hqk", _heads_first(q), _columns(k))
     with jax.named_scope(SOFTMAX_SCOPE):
