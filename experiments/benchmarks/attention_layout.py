@@ -8,9 +8,10 @@ only.  Rerun this on a new machine or after a JAX upgrade to check that choice.
 
     python experiments/benchmarks/attention_layout.py [--batch_sizes 4,16] [--blocks 10]
 
-The loop's forward pass computes the softmax weights in query tiles of at most
-``attention.TILE_BYTES`` (1 MiB) each, sized for a 2 MiB L2 cache; ``--tile_bytes`` times
-other budgets (a budget of 4 MiB or more leaves L = 512 whole).
+Where nothing differentiates, the loop's forward pass computes the softmax weights in query
+tiles of at most ``attention.TILE_BYTES`` (1 MiB) each, sized for a 2 MiB L2 cache
+(``forward_s``; a gradient keeps the whole weights); ``--tile_bytes`` times other budgets (a
+budget of 4 MiB or more leaves L = 512 whole).
 
     python experiments/benchmarks/attention_layout.py --tile_bytes 524288,1048576,8388608
 

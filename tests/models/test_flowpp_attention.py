@@ -78,8 +78,9 @@ def test_query_tiles_cover_the_rows_within_the_byte_budget(monkeypatch):
 
 @pytest.mark.parametrize("lead", [(3,), (16,)])
 def test_query_tiles_give_the_untiled_values_and_gradients(monkeypatch, lead):
-    # L = 20 in tiles of 8, 8 and 4 rows in the forward pass (the backward takes the whole
-    # weights); 16 examples on the 8 test devices make groups of 8.
+    # L = 20 in tiles of 8, 8 and 4 rows where nothing differentiates; a gradient's forward
+    # and backward passes take the whole weights.  16 examples on the 8 test devices make
+    # groups of 8.
     monkeypatch.setattr(attention, "TILE_BYTES", 4 * 2 * 20 * 8)
     q, k, v = _qkv(lead, length=20, seed=7)
     w = jnp.asarray(np.random.default_rng(8).normal(size=q.shape))
@@ -88,10 +89,14 @@ def test_query_tiles_give_the_untiled_values_and_gradients(monkeypatch, lead):
         return jnp.sum(w * attention.self_attention(qkv, loop=loop))
 
     grad = jax.value_and_grad(lambda qkv: loss("examples", qkv))
-    assert len(_dot_batch_ranks(jax.make_jaxpr(grad)(_stacked(q, k, v)).jaxpr)) == 3 * 2 + 5
-    value, grads = jax.jit(grad)(_stacked(q, k, v))
+    assert len(_dot_batch_ranks(jax.make_jaxpr(lambda qkv: loss("examples", qkv))(
+        _stacked(q, k, v)).jaxpr)) == 3 * 2
+    assert len(_dot_batch_ranks(jax.make_jaxpr(grad)(_stacked(q, k, v)).jaxpr)) == 2 + 5
+    value = jax.jit(lambda qkv: loss("examples", qkv))(_stacked(q, k, v))
+    grad_value, grads = jax.jit(grad)(_stacked(q, k, v))
     ref_value, ref_grads = jax.value_and_grad(lambda qkv: loss("off", qkv))(_stacked(q, k, v))
     np.testing.assert_allclose(value, ref_value, rtol=1e-12)
+    np.testing.assert_allclose(grad_value, ref_value, rtol=1e-12)
     np.testing.assert_allclose(grads, ref_grads, rtol=1e-10, atol=1e-12)
 
 

@@ -12,8 +12,9 @@ Two layouts of the same function (``loop``):
   the backward recomputes the weights from them).  Why: on a CPU the (N, heads, L, L) logits
   of a batch outgrow the cache (64 MiB for the official CIFAR-10 couplings at N = 16,
   L = 512) and every softmax pass streams them through memory, while one example's 4 MiB
-  stay in cache.  The forward pass goes further and takes them a tile of query rows at a
-  time (:func:`query_tiles`, at most 1 MiB a tile), within a core's L2.  The output and
+  stay in cache.  Where nothing differentiates (sampling, evaluation) the forward pass goes
+  further and takes them a tile of query rows at a time (:func:`query_tiles`, at most 1 MiB
+  a tile), within a core's L2.  The output and
   log-normaliser carry the checkpoint name :data:`ATTENTION_OUTPUT`, so a rematerialised
   block that saves that name does not run the attention forward again in its backward pass.
   Reverse mode only (``jax.grad``/``jacrev``).
@@ -135,7 +136,9 @@ def _columns(t):
     return jnp.swapaxes(_heads_first(t), 1, 2)
 
 
-# Query tiles: a step computes its (heads, L, L) weights a tile of query rows at a time, so
+# Query tiles: a step that nothing differentiates (sampling, evaluation; a gradient's
+# forward pass keeps the whole weights, tiled it measured no faster) computes its
+# (heads, L, L) weights a tile of query rows at a time, so
 # that each tile's float32 weights (heads, rows, L) stay within TILE_BYTES and the softmax
 # passes over them (max, exp, sum, the weights x values product) run from a core's L2 cache
 # rather than memory.  On the Xeon AMX VM (2 MiB L2 a core) 128-row tiles of L = 512 ran
@@ -157,13 +160,16 @@ def query_tiles(length: int, heads: int) -> tuple[slice, ...]:
     return tuple(slice(i, min(i + rows, length)) for i in range(0, length, rows))
 
 
-def _step_forward(qkv):
+def _step_forward(qkv, tiled):
     """One loop step.  qkv ([G,] L, 3, H, d) -> out ([G,] L, H, d) in qkv's dtype and the
-    log-normaliser ([G,] H, L, 1), at least float32."""
+    log-normaliser ([G,] H, L, 1), at least float32.  ``tiled``: in :func:`query_tiles`
+    (where nothing differentiates: sampling, evaluation), else the whole weights (the
+    forward pass of a gradient, where tiles measured no faster)."""
     q, k, v = _split(qkv)
     q_heads, k_columns, v_rows = _heads_first(q), _columns(k), _rows(v)
     outs, lses = [], []
-    for rows in query_tiles(q.shape[-3], q.shape[-2]):
+    length = q.shape[-3]
+    for rows in query_tiles(length, q.shape[-2]) if tiled else (slice(0, length),):
         s = _product("hqd,hdk->hqk", q_heads[:, rows], k_columns)
         m = jnp.max(s, axis=-1, keepdims=True)
         with jax.named_scope(SOFTMAX_SCOPE):
@@ -196,8 +202,8 @@ def _step_backward(qkv, out, lse, d_out):
     return jnp.stack([d_q, d_k, d_v], axis=-3).astype(qkv.dtype)
 
 
-def _looped_forward(qkv):
-    out, lse = jax.lax.map(_step_forward, qkv)
+def _looped_forward(qkv, tiled=False):
+    out, lse = jax.lax.map(lambda step: _step_forward(step, tiled), qkv)
     out, lse = checkpoint_name(out, ATTENTION_OUTPUT), checkpoint_name(lse, ATTENTION_OUTPUT)
     return out, (qkv, out, lse)
 
@@ -209,7 +215,7 @@ def _looped_backward(residuals, d_out):
 @jax.custom_vjp
 def _looped(qkv):
     """Attention looped over axis 0: qkv (T, [G,] L, 3, H, d) -> (T, [G,] L, H, d)."""
-    return _looped_forward(qkv)[0]
+    return _looped_forward(qkv, tiled=True)[0]
 
 
 _looped.defvjp(_looped_forward, _looped_backward)
