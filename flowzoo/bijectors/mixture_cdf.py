@@ -48,6 +48,17 @@ def _logit_cdf_and_log_slope(x, logits, means, log_scales):
     return log_cdf - log_sf, log_pdf - log_cdf - log_sf
 
 
+def _scaled_terms(x, log_weights_cdf, log_weights_sf, means, inv_scales):
+    """Per component: z_k = (x - mu_k) / s_k, u_k = e^-|z_k|, r_k = 1 / (1 + u_k), and the
+    terms e^(w_k + min(z_k,0)) and e^(v_k - max(z_k,0)) of D's two sides before their
+    common factor r_k (:func:`_scaled_difference`)."""
+    z = (x[..., None] - means) * inv_scales
+    u = jnp.exp(-jnp.abs(z))
+    r = 1.0 / (1.0 + u)
+    return (z, u, r, jnp.exp(log_weights_cdf + jnp.minimum(z, 0.0)),
+            jnp.exp(log_weights_sf - jnp.maximum(z, 0.0)))
+
+
 def _scaled_difference(x, log_weights_cdf, log_weights_sf, means, inv_scales):
     """D(x) = F e^-min(t,0) - (1 - F) e^max(t,0), increasing in x and zero at the root of
     logit F(x) = t, and its slope dD/dx, elementwise, without logarithms (t enters
@@ -58,15 +69,13 @@ def _scaled_difference(x, log_weights_cdf, log_weights_sf, means, inv_scales):
     D = sum_k c_k - d_k with c_k = e^(w_k + min(z_k,0)) r_k and d_k = e^(v_k - max(z_k,0)) r_k
     for the loop invariants w = log pi - min(t,0) and v = log pi + max(t,0), and
     dD/dx = sum_k (c_k sigmoid(-z_k) + d_k sigmoid(z_k)) / s_k.  Near the root both sums
-    are at least 1/2, so D has the precision of its terms; far from it the terms of one
-    side may overflow to inf (those of the other are at most 1, so no inf - inf), which
-    still has the right sign.
+    are at least 1/2, so D is no less precise than the log-space residual; far from it the
+    terms of one side may overflow to inf (those of the other are at most 1, so no
+    inf - inf), which still has the right sign.
     """
-    z = (x[..., None] - means) * inv_scales
-    u = jnp.exp(-jnp.abs(z))
-    r = 1.0 / (1.0 + u)
-    cdf_terms = jnp.exp(log_weights_cdf + jnp.minimum(z, 0.0)) * r
-    sf_terms = jnp.exp(log_weights_sf - jnp.maximum(z, 0.0)) * r
+    z, u, r, cdf_terms, sf_terms = _scaled_terms(x, log_weights_cdf, log_weights_sf, means,
+                                                 inv_scales)
+    cdf_terms, sf_terms = cdf_terms * r, sf_terms * r
     positive = z > 0
     sigmoid_z, sigmoid_minus_z = jnp.where(positive, r, u * r), jnp.where(positive, u * r, r)
     slope = jnp.sum((cdf_terms * sigmoid_minus_z + sf_terms * sigmoid_z) * inv_scales, axis=-1)
@@ -75,11 +84,9 @@ def _scaled_difference(x, log_weights_cdf, log_weights_sf, means, inv_scales):
 
 def _is_below(x, log_weights_cdf, log_weights_sf, means, inv_scales):
     """logit F(x) < t, elementwise: the sign of D (:func:`_scaled_difference`), with one
-    reduction."""
-    z = (x[..., None] - means) * inv_scales
-    r = 1.0 / (1.0 + jnp.exp(-jnp.abs(z)))
-    cdf_terms = jnp.exp(log_weights_cdf + jnp.minimum(z, 0.0))
-    sf_terms = jnp.exp(log_weights_sf - jnp.maximum(z, 0.0))
+    reduction and no slope."""
+    _, _, r, cdf_terms, sf_terms = _scaled_terms(x, log_weights_cdf, log_weights_sf, means,
+                                                 inv_scales)
     return jnp.sum((cdf_terms - sf_terms) * r, axis=-1) < 0
 
 
