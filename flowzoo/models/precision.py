@@ -13,16 +13,19 @@ The policy (docs/decisions.md, mixed precision):
   bijectors (log-dets, mixture CDF and its bisection, logit/sigmoid, actnorm, 1x1
   convolutions), priors and base densities, the loss.
 
-* ``"bfloat16_products"`` (Flow++ only): activations stay float32, and only the operands of
-  the conditioners' convolutions (3x3 and 1x1) are narrowed to bfloat16, accumulating in
-  float32; the attention computes in float32.  The CPU layout: XLA:CPU computes bfloat16
-  elementwise work through float32 with a conversion each way, which costs the
+* ``"bfloat16_products"`` (Flow++ only): activations stay float32; the operands of the
+  conditioners' convolutions (3x3 and 1x1) are narrowed to bfloat16, accumulating in
+  float32, and so are the gradients through them (rounded to bfloat16 before their
+  products).  The attention's forward pass computes in float32; its looped (CPU) backward
+  pass multiplies bfloat16 operands in the three products over positions
+  (docs/decisions.md#fpp-attention-bf16-backward).  The CPU layout: XLA:CPU computes
+  bfloat16 elementwise work through float32 with a conversion each way, which costs the
   ``"bfloat16"`` policy more than its products gain, while bfloat16 matrix products reach
-  the CPU's bfloat16 units (``ops.conv_same``; docs/decisions.md#fpp-bf16-conv-products).
-  It narrows a subset of what ``"bfloat16"`` narrows: the convolutions' operands, and (as
-  gradients return in their inputs' dtype) the gradients through the convolutions; not the
-  activations, nor the attention's q, k, v.  Its data-dependent init, like ``"bfloat16"``'s,
-  takes its statistics from the bfloat16 products, so init values differ from float32's.
+  the CPU's bfloat16 units (``ops.conv_same``, ``ops.dense``;
+  docs/decisions.md#fpp-bf16-conv-products).  It narrows a subset of what ``"bfloat16"``
+  narrows: not the activations, nor the attention's q, k, v.  Its data-dependent init, like
+  ``"bfloat16"``'s, takes its statistics from the bfloat16 products, so init values differ
+  from float32's.
 
 In VLAE the encoder, the decoder and the likelihood's network are narrowed; its priors and
 posterior flows (MADE, PixelCNN AF/IAF) stay float32 like the other bijectors.

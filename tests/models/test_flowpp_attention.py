@@ -15,6 +15,7 @@ import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from flowzoo.models.flowpp import attention, nets
+from tests import jaxprs
 
 
 def _qkv(lead, length=12, heads=2, depth=3, seed=0):
@@ -210,3 +211,28 @@ def test_layout_benchmark_times_each_tile_budget(capsys):
     assert all(r["grad_s"] > 0 and r["forward_s"] > 0 for r in lines)
     assert all(r["max_rel_diff_vs_off"] < 1e-4 for r in lines)
     assert attention.TILE_BYTES == 1 << 20  # restored
+
+
+def test_narrow_backward_multiplies_bfloat16_over_positions_only():
+    """``backward_dtype=bfloat16`` (``"bfloat16_products"``): float32 q, k, v; the forward
+    pass is unchanged, and of the backward pass's five products the three that contract
+    the positions (weights x d_out, d_logits x k, d_logits x q) take bfloat16 operands,
+    accumulating in float32; the gradient is the float32 one to bfloat16 rounding."""
+    q, k, v = (x.astype(jnp.float32) for x in _qkv((4,), length=16, seed=9))
+    w = jnp.asarray(np.random.default_rng(10).normal(size=q.shape), jnp.float32)
+    qkv = _stacked(q, k, v)
+
+    def loss(narrow):
+        return lambda qkv: jnp.sum(w * attention.self_attention(
+            qkv, loop="examples", backward_dtype=narrow))
+
+    value, grads = jax.jit(jax.value_and_grad(loss(jnp.bfloat16)))(qkv)
+    ref_value, ref_grads = jax.jit(jax.value_and_grad(loss(None)))(qkv)
+    assert grads.dtype == jnp.float32
+    np.testing.assert_array_equal(value, ref_value)
+    scale = float(jnp.max(jnp.abs(ref_grads)))
+    error = float(jnp.max(jnp.abs(grads - ref_grads))) / scale
+    assert 1e-5 < error < 2e-2, error  # rounded (not float32), to bfloat16's resolution
+    dtypes = jaxprs.dot_operand_dtypes(jax.make_jaxpr(jax.grad(loss(jnp.bfloat16)))(qkv).jaxpr)
+    assert sorted(dtypes) == sorted([("float32", "float32")] * 4
+                                    + [("bfloat16", "bfloat16")] * 3), dtypes

@@ -5,6 +5,7 @@ same function and gradients as the unrolled blocks, and the data-dependent init 
 from __future__ import annotations
 
 import itertools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +15,7 @@ from jax.extend import core as jax_core
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from flowzoo.models.flowpp import nets, ops
+from tests import jaxprs
 
 BLOCKS = 3
 
@@ -177,6 +179,95 @@ def test_bfloat16_conv_same_multiplies_taps_on_cpu(c_in, c_out, convolutions):
     jaxpr = jax.make_jaxpr(jax.grad(lambda x, k: jnp.sum(ops.conv_same(x, k)),
                                     argnums=(0, 1)))(x, kernel)
     assert _count_primitive(jaxpr.jaxpr, "conv_general_dilated") == convolutions
+
+
+@pytest.mark.parametrize("shape", [(5, 4), (2, 3, 5, 4)])
+def test_dense_gradients_equal_autodiff_of_the_plain_product(shape):
+    """``ops.dense`` (the 1x1 convolutions) writes its gradients by hand; in float64 they
+    equal autodiff of the plain product, jitted and vmapped over kernels."""
+    rng = np.random.default_rng(15)
+    x = jnp.asarray(rng.normal(size=shape), jnp.float64)
+    kernel = jnp.asarray(rng.normal(size=(4, 7)), jnp.float64)
+    weights = jnp.asarray(rng.normal(size=shape[:-1] + (7,)), jnp.float64)
+
+    def loss(product):
+        return lambda x, k: jnp.sum(jnp.tanh(product(x, k)) * weights)
+
+    np.testing.assert_allclose(ops.dense(x, kernel), x @ kernel, rtol=1e-13)
+    got = jax.jit(jax.grad(loss(ops.dense), argnums=(0, 1)))(x, kernel)
+    want = jax.grad(loss(jnp.matmul), argnums=(0, 1))(x, kernel)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-13)
+    kernels = jnp.stack([kernel, -0.5 * kernel])
+    got_v = jax.vmap(jax.grad(loss(ops.dense), argnums=1), in_axes=(None, 0))(x, kernels)
+    want_v = jax.vmap(jax.grad(loss(jnp.matmul), argnums=1), in_axes=(None, 0))(x, kernels)
+    np.testing.assert_allclose(got_v, want_v, rtol=1e-12, atol=1e-13)
+
+
+def test_bfloat16_dense_multiplies_bfloat16_operands_in_both_gradients():
+    """A bfloat16 1x1 convolution's gradients round the float32 output gradient to bfloat16
+    and multiply bfloat16 operands, accumulating in float32 (autodiff multiplies the float32
+    output gradient: on XLA:CPU a float32 product); the values are those of the float32
+    products of the same rounded operands, returned in bfloat16."""
+    rng = np.random.default_rng(16)
+    x = jnp.asarray(rng.normal(size=(2, 6, 5, 32)), jnp.bfloat16)
+    kernel = jnp.asarray(0.1 * rng.normal(size=(32, 48)), jnp.bfloat16)
+    weights = jnp.asarray(rng.normal(size=(2, 6, 5, 48)), jnp.float32)
+
+    def loss(x, k):
+        return jnp.sum(ops.dense(x, k) * weights)
+
+    y = ops.dense(x, kernel)
+    assert y.dtype == jnp.float32
+    f32 = lambda x, k: x.astype(jnp.float32) @ k.astype(jnp.float32)  # noqa: E731
+    np.testing.assert_allclose(y, f32(x, kernel), rtol=1e-5, atol=1e-5)
+    rounded = weights.astype(jnp.bfloat16).astype(jnp.float32)
+    want = jax.grad(lambda x, k: jnp.sum(f32(x, k) * rounded), argnums=(0, 1))(x, kernel)
+    got = jax.jit(jax.grad(loss, argnums=(0, 1)))(x, kernel)
+    for g, w in zip(got, want):
+        assert g.dtype == jnp.bfloat16
+        np.testing.assert_allclose(g.astype(jnp.float32), w.astype(jnp.float32),
+                                   rtol=2 ** -7, atol=1e-2)
+    grad_jaxpr = jax.make_jaxpr(jax.grad(loss, argnums=(0, 1)))(x, kernel).jaxpr
+    dots = jaxprs.dot_operand_dtypes(grad_jaxpr)
+    assert len(dots) == 3 and set(dots) == {("bfloat16", "bfloat16")}, dots
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU's bfloat16 products")
+def test_bfloat16_dense_kernel_gradient_stays_bfloat16_and_sharded_on_cpu():
+    """XLA:CPU computes a bfloat16 product whose left operand contracts its leading axis in
+    float32, so the kernel gradient's left operand is a channels-first copy; that copy, like
+    the rest of the gradient, keeps a batch sharded over devices (a layout constraint,
+    tried, gathered the whole batch on every device)."""
+    mesh = Mesh(np.asarray(jax.devices()[:2]), ("data",))
+    rng = np.random.default_rng(17)
+    batch = NamedSharding(mesh, PartitionSpec("data"))
+    x = jax.device_put(jnp.asarray(rng.normal(size=(4, 8, 8, 32)), jnp.bfloat16), batch)
+    weights = jax.device_put(jnp.asarray(rng.normal(size=(4, 8, 8, 64)), jnp.float32), batch)
+    kernel = jnp.asarray(rng.normal(size=(32, 64)), jnp.bfloat16)
+    grad = jax.jit(jax.grad(lambda x, k, w: jnp.sum(ops.dense(x, k) * w), argnums=(0, 1)))
+    hlo = grad.lower(x, kernel, weights).compile().as_text()
+    assert "all-gather" not in hlo
+    # Per device 128 of the 256 positions: the kernel gradient, channels first against the
+    # output gradient's rows, and the input gradient.
+    assert sorted(_compiled_dot_operand_types(hlo)) == [("bf16[128,64]", "bf16[32,64]"),
+                                                        ("bf16[32,128]", "bf16[128,64]")]
+
+
+def _compiled_dot_operand_types(hlo):
+    """The operand types (``bf16[...]``, ``f32[...]``) of every dot in compiled HLO text,
+    looked up among the instructions of the computation the dot is in."""
+    found, types = [], {}
+    for line in hlo.splitlines():
+        if line.endswith("{") and not line.startswith(" "):
+            types = {}  # a new computation
+        defined = re.match(r"\s*(?:ROOT )?%([\w.\-]+) = (\w+\[[\d,]*\])", line)
+        if defined:
+            types[defined.group(1)] = defined.group(2)
+        product = re.search(r" dot\(%([\w.\-]+), %([\w.\-]+)\)", line)
+        if product:
+            found.append(tuple(types[name] for name in product.groups()))
+    return found
 
 
 @pytest.mark.parametrize("lead", [(), (3,), (2, 3)])

@@ -30,6 +30,7 @@ import pytest
 from flowzoo import experiment
 from flowzoo.errors import ConfigError
 from flowzoo.models import vlae
+from tests import jaxprs
 
 # Largest per-example |bits/dim(bf16) - bits/dim(f32)| allowed; measured on these models
 # (6 examples): Flow++ 4.9e-4, binary VLAE 4.6e-5, CIFAR VLAE 4.7e-5.
@@ -92,17 +93,9 @@ def test_vlae_refuses_the_flowpp_only_products_policy(name):
         experiment.build_model(_config(name, "bfloat16_products"), shape, levels)
 
 
-def _eqns(jaxpr):
-    """Every equation of ``jaxpr`` and of the jaxprs nested in it (loops, jits, remat)."""
-    for eqn in jaxpr.eqns:
-        yield eqn
-        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-            yield from _eqns(sub)
-
-
 def _products(jaxpr):
-    return [e for e in _eqns(jaxpr) if e.primitive.name in ("dot_general",
-                                                             "conv_general_dilated")]
+    return [e for e in jaxprs.equations(jaxpr)
+            if e.primitive.name in ("dot_general", "conv_general_dilated")]
 
 
 def _dtypes_of_products(jaxpr):
@@ -114,7 +107,7 @@ def _dtypes_of_products(jaxpr):
 def _bfloat16_sums(jaxpr):
     """Number of sums (``reduce_sum``, loop bodies included) over bfloat16 operands."""
     return sum(e.primitive.name == "reduce_sum" and e.invars[0].aval.dtype == jnp.bfloat16
-               for e in _eqns(jaxpr))
+               for e in jaxprs.equations(jaxpr))
 
 
 # What may produce a bfloat16 value under "bfloat16_products": conversions and data
@@ -131,13 +124,13 @@ def _bfloat16_out(eqn):
 def _bfloat16_arithmetic(jaxpr):
     """Primitives other than conversions and data movement with a bfloat16 result (loops,
     jits, checkpoints themselves aside: what they compute is checked inside)."""
-    return {e.primitive.name for e in _eqns(jaxpr)
+    return {e.primitive.name for e in jaxprs.equations(jaxpr)
             if e.primitive.name not in _MOVES and _bfloat16_out(e)
             and not list(jax.extend.core.jaxprs_in_params(e.params))}
 
 
 def _has_bfloat16(jaxpr):
-    return any(_bfloat16_out(e) for e in _eqns(jaxpr))
+    return any(_bfloat16_out(e) for e in jaxprs.equations(jaxpr))
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

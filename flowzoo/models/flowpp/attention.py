@@ -27,12 +27,15 @@ Two layouts of the same function (``loop``):
 Precision: q, k, v in bfloat16 (``config.model.compute_dtype``) give float32 logits
 (float32 accumulation), a float32 softmax and log-normaliser, bfloat16 weights in the
 weighted sum of v (float32 accumulation), and a bfloat16 output; the backward pass the same.
+With float32 q, k, v, ``backward_dtype=bfloat16`` (``"bfloat16_products"``) narrows only
+the looped backward pass's three products over positions (:func:`_step_backward`).
 Figures: docs/decisions.md#fpp-attention-loop, #fpp-attention-layouts, #fpp-attention-tiles;
 ``experiments/benchmarks/attention_layout.py``, ``attention_products.py``.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -183,51 +186,59 @@ def _step_forward(qkv, tiled):
     return _from_heads_first(out, v).astype(v.dtype), lse
 
 
-def _step_backward(qkv, out, lse, d_out):
+def _step_backward(qkv, out, lse, d_out, narrow=None):
     """The gradient of qkv ([G,] L, 3, H, d) in its dtype; softmax weights and their
     gradient in (at least) float32, narrowed only as operands of the products.  Whole
     weights, not query tiles: tiled, the train step was no faster
-    (docs/decisions.md#fpp-attention-tiles)."""
+    (docs/decisions.md#fpp-attention-tiles).  ``narrow`` (None or bfloat16): the operand
+    dtype of the three products that contract the L positions (the weights or their
+    gradient against d_out, k or q), float32-accumulated; the two over d keep qkv's dtype
+    (docs/decisions.md#fpp-attention-bf16-backward)."""
     q, k, v = _split(qkv)
     s = _product("hqd,hdk->hqk", _heads_first(q), _columns(k))
     with jax.named_scope(SOFTMAX_SCOPE):
         p = jnp.exp(s - lse.reshape((-1,) + lse.shape[-2:]))  # the weights again
     d_out = d_out.astype(v.dtype)
-    d_v = _from_rows(_product("hqk,qhd->khd", p.astype(v.dtype), _rows(d_out)), v)
+    over_positions = narrow or v.dtype
+    d_v = _from_rows(_product("hqk,qhd->khd", p.astype(over_positions), _rows(d_out)), v)
     d_p = _product("hqd,hdk->hqk", _heads_first(d_out), _columns(v))
     row = _heads_first(jnp.sum(d_out.astype(p.dtype) * out, axis=-1, keepdims=True))
-    d_s = (p * (d_p - row)).astype(q.dtype)  # (heads, L, L)
+    d_s = (p * (d_p - row)).astype(narrow or q.dtype)  # (heads, L, L)
     d_q = _from_heads_first(_product("hqk,khd->hqd", d_s, _rows(k)), k) * _scale(qkv)
     d_k = _from_rows(_product("hqk,qhd->khd", d_s, _rows(q)), k)
     return jnp.stack([d_q, d_k, d_v], axis=-3).astype(qkv.dtype)
 
 
-def _looped_forward(qkv, tiled=False):
+def _looped_forward(narrow, qkv, tiled=False):
+    del narrow  # the forward pass computes in qkv's dtype
     out, lse = jax.lax.map(lambda step: _step_forward(step, tiled), qkv)
     out, lse = checkpoint_name(out, ATTENTION_OUTPUT), checkpoint_name(lse, ATTENTION_OUTPUT)
     return out, (qkv, out, lse)
 
 
-def _looped_backward(residuals, d_out):
-    return (jax.lax.map(lambda args: _step_backward(*args), residuals + (d_out,)),)
+def _looped_backward(narrow, residuals, d_out):
+    return (jax.lax.map(lambda args: _step_backward(*args, narrow=narrow),
+                        residuals + (d_out,)),)
 
 
-@jax.custom_vjp
-def _looped(qkv):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _looped(narrow, qkv):
     """Attention looped over axis 0: qkv (T, [G,] L, 3, H, d) -> (T, [G,] L, H, d)."""
-    return _looped_forward(qkv, tiled=True)[0]
+    return _looped_forward(narrow, qkv, tiled=True)[0]
 
 
 _looped.defvjp(_looped_forward, _looped_backward)
 
 
-def self_attention(qkv, loop: str = "auto"):
+def self_attention(qkv, loop: str = "auto", backward_dtype=None):
     """:func:`attend` over a batch, optionally looped over the examples (module docstring).
 
     qkv: (*batch, L, 3, heads, d), the queries, keys and values stacked on axis -3 (as a
     1x1 convolution to 3 * heads * d channels lays them out) -> (*batch, L, heads, d).
     Taken stacked so that the looped backward pass writes one stacked gradient rather than
-    three that autodiff would pad and add.
+    three that autodiff would pad and add.  ``backward_dtype`` (None, or bfloat16 for
+    ``"bfloat16_products"``): in the looped form, the operand dtype of the backward pass's
+    products over positions (:func:`_step_backward`); the batched form ignores it.
     """
     if qkv.ndim < 4 or qkv.shape[-3] != 3:
         raise ValueError(f"self_attention takes qkv of shape (*batch, L, 3, heads, d), got "
@@ -238,7 +249,8 @@ def self_attention(qkv, loop: str = "auto"):
     groups = math.gcd(n, jax.device_count())
     # (*batch, ...) -> (n // G, [G,] ...); example g * n / G + i at [i, g]
     looped = jnp.swapaxes(qkv.reshape((groups, n // groups) + qkv.shape[-4:]), 0, 1)
-    out = _looped(looped[:, 0] if groups == 1 else looped)
+    narrow = None if backward_dtype is None else jnp.dtype(backward_dtype)
+    out = _looped(narrow, looped[:, 0] if groups == 1 else looped)
     if groups > 1:
         out = jnp.swapaxes(out, 0, 1)
     return out.reshape(qkv.shape[:-4] + out.shape[-3:])

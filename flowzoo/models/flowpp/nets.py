@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
+from flowzoo import _threefry
 from flowzoo.model import fold_in_keys, key_batch_shape, map_keys
 from flowzoo.models import precision
 from flowzoo.models.flowpp import ops
@@ -84,9 +85,10 @@ def keep_masks(key, rate, shape):
     # work of one uniform float per element (docs/decisions.md#fpp-zen4-adopted).  Drawn
     # flat, then reshaped: 1-D counter arithmetic instead of one iota per axis; element j of
     # a key's mask depends on its draw j // 2 only, so a batch-sharded mask is computed
-    # shard by shard.
+    # shard by shard.  The words are jax.random.bits', with the hash written out for XLA:CPU
+    # (flowzoo/_threefry.py).
     def draw(k):
-        bits = jax.random.bits(k, (-(-n // 2),), jnp.uint32)
+        bits = _threefry.bits(k, -(-n // 2))
         return jnp.stack([bits & 0xFFFF, bits >> 16], axis=-1).reshape(-1)[:n]
 
     keep = (map_keys(draw, key) < jnp.uint32(round((1.0 - rate) * 65536))).reshape(shape)
@@ -205,7 +207,8 @@ class GatedAttention(nn.Module):
                                  operand_dtype=self.operand_dtype)
         qkv = conv(3 * f, 1, name="qkv")(ops.add_position(x, pos_emb))
         qkv = qkv.reshape(tuple(lead) + (h * w, 3, self.num_heads, d))
-        out = self_attention(qkv, self.loop).reshape(x.shape)
+        out = self_attention(qkv, self.loop, backward_dtype=self.operand_dtype)
+        out = out.reshape(x.shape)
         out = dropout(out, self.dropout_rate, keep)
         return x + _gate(conv(2 * f, 1, init_scale=0.1, name="gate")(out))
 

@@ -12,7 +12,9 @@ what differs is the program XLA gets:
   bfloat16 convolutions do not (docs/decisions.md#fpp-bf16-conv-products).  The form is
   chosen at trace time from ``jax.default_backend()``, as ``attention_loop="auto"`` is; both
   compute the same values.
-* :func:`conv`: ``conv_same``, or for a 1x1 kernel a product on (positions, channels) rows.
+* :func:`conv`: ``conv_same``, or for a 1x1 kernel :func:`dense`, a product on (positions,
+  channels) rows with hand-written gradients (for bfloat16, products that reach the CPU's
+  bfloat16 units; docs/decisions.md#fpp-bf16-dense).
 * :func:`add_position`: ``x + pos_emb`` whose pos_emb gradient is a matrix-vector product.
 * :func:`concat_elu`: ``elu([x, -x])`` with one expm1 per element and a gradient from its output.
 
@@ -215,6 +217,46 @@ def _conv_same_bwd(saved, dy):
 conv_same.defvjp(_conv_same_fwd, _conv_same_bwd)
 
 
+@jax.custom_vjp
+def dense(x, kernel):
+    """A 1x1 convolution: (..., I) x (I, O) -> (..., O), one product on (positions, I) rows,
+    float32-accumulated for bfloat16 operands.  Gradients by :func:`conv_same`'s convention:
+    both from operands in the forward's dtype (the output gradient rounded to it), so that
+    bfloat16 ones reach the CPU's bfloat16 units; autodiff would run both gradient products
+    in float32 (the float32 output gradient against the upcast operand).  Reverse mode only
+    (docs/decisions.md#fpp-bf16-dense)."""
+    y = jnp.dot(x.reshape(-1, x.shape[-1]), kernel,
+                preferred_element_type=precision.accumulation(x.dtype))
+    return y.reshape(x.shape[:-1] + y.shape[-1:])
+
+
+def _dense_fwd(x, kernel):
+    return dense(x, kernel), (x, kernel)
+
+
+def _dense_bwd(saved, dy):
+    x, kernel = saved
+    accumulation = precision.accumulation(x.dtype)
+    dy = dy.astype(x.dtype).reshape(-1, dy.shape[-1])
+    d_x = jnp.einsum("ro,io->ri", dy, kernel, preferred_element_type=accumulation)
+    d_kernel = jnp.dot(_channels_first(x), dy, preferred_element_type=accumulation)
+    return d_x.reshape(x.shape).astype(x.dtype), d_kernel.astype(kernel.dtype)
+
+
+dense.defvjp(_dense_fwd, _dense_bwd)
+
+
+def _channels_first(x):
+    """(..., I) -> (I, positions), the kernel gradient's left operand.  Transposed as a
+    moved axis of the N-d array for bfloat16 on a CPU: XLA folds a 2-d transpose into the
+    product, which then contracts its left operand's leading axis, a form XLA:CPU computes
+    in float32 (one core, 4096 rows, 192 -> 192: 2.7 ms, against 0.9 ms from the copy).  In
+    float32 that folded product is the faster one (docs/decisions.md#fpp-zen4-adopted)."""
+    if _bf16_on_cpu(x.dtype) and x.ndim > 2:
+        return jnp.moveaxis(x, -1, 0).reshape(x.shape[-1], -1)
+    return x.reshape(-1, x.shape[-1]).T
+
+
 def conv(x, kernel):
     """``conv_same`` of (..., H, W, I) ``x``; a 1x1 kernel is a matrix product.  Operands in
     x's dtype; the result is float32 for bfloat16 operands."""
@@ -223,9 +265,7 @@ def conv(x, kernel):
         # On (positions, C) rows: the kernel gradient is then one product contracting the
         # rows of both operands; from the N-d form XLA:CPU first transposes the output
         # gradient (docs/decisions.md#fpp-zen4-adopted).
-        y = jnp.einsum("nc,cd->nd", x.reshape(-1, x.shape[-1]), kernel[0, 0],
-                       preferred_element_type=precision.accumulation(x.dtype))
-        return y.reshape(x.shape[:-1] + y.shape[-1:])
+        return dense(x, kernel[0, 0])
     lead = x.shape[:-3]
     y = conv_same(x.reshape((-1,) + x.shape[-3:]), kernel)
     return y.reshape(lead + y.shape[-3:])
