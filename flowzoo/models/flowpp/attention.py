@@ -199,11 +199,11 @@ def _step_backward(qkv, out, lse, d_out, narrow=None):
     with jax.named_scope(SOFTMAX_SCOPE):
         p = jnp.exp(s - lse.reshape((-1,) + lse.shape[-2:]))  # the weights again
     d_out = d_out.astype(v.dtype)
-    over_positions = narrow or v.dtype
+    over_positions = narrow or qkv.dtype  # the three products over the L positions
     d_v = _from_rows(_product("hqk,qhd->khd", p.astype(over_positions), _rows(d_out)), v)
     d_p = _product("hqd,hdk->hqk", _heads_first(d_out), _columns(v))
     row = _heads_first(jnp.sum(d_out.astype(p.dtype) * out, axis=-1, keepdims=True))
-    d_s = (p * (d_p - row)).astype(narrow or q.dtype)  # (heads, L, L)
+    d_s = (p * (d_p - row)).astype(over_positions)  # (heads, L, L)
     d_q = _from_heads_first(_product("hqk,khd->hqd", d_s, _rows(k)), k) * _scale(qkv)
     d_k = _from_rows(_product("hqk,qhd->khd", d_s, _rows(q)), k)
     return jnp.stack([d_q, d_k, d_v], axis=-3).astype(qkv.dtype)
